@@ -1,0 +1,186 @@
+"""Writing the HRRR-Mini layout: one NetCDF4 file plus ``stats.json``.
+
+The embedded dataset, the converter and the tests all produce this layout, so its writer lives
+in one place. Layout (what ``datasets.hrrrmini`` reads):
+
+- root ``time(N)`` CF-encoded, ``coord(N, 2)`` = (row, col) of each sample's high-res window
+  inside the invariant grid, optional ``lat``/``lon(Hg, Wg)`` in degrees;
+- group ``input``: one ``(N, h, w)`` variable per low-res channel;
+- group ``output``: one ``(N, H, W)`` variable per high-res channel;
+- group ``invariant``: static ``(Hg, Wg)`` fields such as ``elev_mean`` and ``lsm_mean``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+
+TIME_UNITS = "hours since 1970-01-01 00:00:00"
+TIME_CALENDAR = "standard"
+
+
+class RunningMoments:
+    """Streaming mean and standard deviation (Chan et al. parallel update) so statistics of a
+    file larger than memory can be computed while it is written."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def update(self, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        n = values.size
+        if n == 0:
+            return
+        batch_mean = float(values.mean())
+        batch_m2 = float(((values - batch_mean) ** 2).sum())
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.m2 / self.count)) if self.count else float("nan")
+
+
+def write_stats(path: str | os.PathLike, stats: Mapping) -> None:
+    """Write ``stats.json`` atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(stats, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class HRRRMiniWriter:
+    """Write samples to an HRRR-Mini NetCDF file progressively; statistics accumulate as samples
+    are appended. The file is written under a temporary name and only renamed into place when
+    the ``with`` block ends without error, so an interrupted write never leaves a file that
+    looks complete."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        input_shape: tuple[int, int],
+        output_shape: tuple[int, int],
+        input_variables: Sequence[str],
+        output_variables: Sequence[str],
+        invariants: Mapping[str, np.ndarray],
+        lat: np.ndarray | None = None,
+        lon: np.ndarray | None = None,
+        attributes: Mapping[str, str] | None = None,
+        compression_level: int = 1,
+    ):
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(self.path.name + ".partial")
+        self.input_shape = tuple(input_shape)
+        self.output_shape = tuple(output_shape)
+        self.input_variables = list(input_variables)
+        self.output_variables = list(output_variables)
+        self.invariants = {k: np.asarray(v, dtype=np.float32) for k, v in invariants.items()}
+        self.lat, self.lon = lat, lon
+        self.attributes = dict(attributes or {})
+        self.compression_level = compression_level
+        self.count = 0
+        self.moments = {
+            group: {v: RunningMoments() for v in names}
+            for group, names in (("input", self.input_variables), ("output", self.output_variables))
+        }
+        self._nc: netCDF4.Dataset | None = None
+
+    def __enter__(self) -> HRRRMiniWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        grid = next(iter(self.invariants.values())).shape if self.invariants else self.output_shape
+        nc = netCDF4.Dataset(self.tmp_path, "w", format="NETCDF4")
+        nc.setncatts(self.attributes)
+        nc.createDimension("time", None)
+        nc.createDimension("coord_dim", 2)
+        nc.createDimension("y_grid", grid[0])
+        nc.createDimension("x_grid", grid[1])
+        time = nc.createVariable("time", "f8", ("time",))
+        time.units, time.calendar = TIME_UNITS, TIME_CALENDAR
+        coord = nc.createVariable("coord", "i4", ("time", "coord_dim"))
+        coord.long_name = "(row, col) of the high-res window's top-left corner in the grid"
+        for name, values in (("lat", self.lat), ("lon", self.lon)):
+            if values is not None:
+                var = nc.createVariable(name, "f4", ("y_grid", "x_grid"))
+                var.units = "degrees_north" if name == "lat" else "degrees_east"
+                var[:] = values
+        zlib = dict(zlib=self.compression_level > 0, complevel=max(self.compression_level, 1))
+        for group_name, shape, names in (
+            ("input", self.input_shape, self.input_variables),
+            ("output", self.output_shape, self.output_variables),
+        ):
+            group = nc.createGroup(group_name)
+            ydim, xdim = f"y_{group_name}", f"x_{group_name}"
+            group.createDimension(ydim, shape[0])
+            group.createDimension(xdim, shape[1])
+            for name in names:
+                group.createVariable(
+                    name, "f4", ("time", ydim, xdim), chunksizes=(1, *shape), **zlib
+                )
+        invariant = nc.createGroup("invariant")
+        for name, values in self.invariants.items():
+            var = invariant.createVariable(name, "f4", ("y_grid", "x_grid"), **zlib)
+            var[:] = values
+        self._nc = nc
+        return self
+
+    def append(
+        self,
+        times: Sequence[datetime.datetime],
+        coords: np.ndarray,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+    ) -> None:
+        """Append ``n`` samples: ``coords (n, 2)``, ``inputs[var] (n, h, w)``,
+        ``outputs[var] (n, H, W)``."""
+        assert self._nc is not None, "use HRRRMiniWriter inside a `with` block"
+        n = len(times)
+        start, stop = self.count, self.count + n
+        self._nc["time"][start:stop] = netCDF4.date2num(
+            list(times), TIME_UNITS, calendar=TIME_CALENDAR
+        )
+        self._nc["coord"][start:stop] = np.asarray(coords, dtype=np.int32).reshape(n, 2)
+        for group_name, data, shape in (
+            ("input", inputs, self.input_shape),
+            ("output", outputs, self.output_shape),
+        ):
+            for name, moments in self.moments[group_name].items():
+                values = np.asarray(data[name], dtype=np.float32)
+                if values.shape != (n, *shape):
+                    raise ValueError(
+                        f"{group_name} variable {name!r}: expected shape {(n, *shape)}, "
+                        f"got {values.shape}"
+                    )
+                self._nc[group_name][name][start:stop] = values
+                moments.update(values)
+        self.count = stop
+
+    def stats(self) -> dict:
+        """Statistics in the ``stats.json`` format of the samples written so far."""
+        out: dict = {
+            group: {v: {"mean": m.mean, "std": m.std} for v, m in moments.items()}
+            for group, moments in self.moments.items()
+        }
+        out["invariant"] = {
+            k: {"mean": float(v.mean()), "std": float(v.std())} for k, v in self.invariants.items()
+        }
+        return out
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._nc is not None:
+            self._nc.close()
+            self._nc = None
+        if exc_type is None:
+            os.replace(self.tmp_path, self.path)
+        else:
+            self.tmp_path.unlink(missing_ok=True)
