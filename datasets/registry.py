@@ -35,8 +35,9 @@ def dataset_class(type_name: str) -> type[DownscalingDataset]:
         return _class_from_file(type_name)
     if type_name not in BUILTIN_DATASETS:
         raise DatasetConfigError(
-            f"unknown dataset.type {type_name!r}; known types: {', '.join(sorted(BUILTIN_DATASETS))}"
-            ", or 'path/to/file.py::ClassName' for your own datapipe"
+            f"unknown dataset.type {type_name!r}; known types: "
+            f"{', '.join(sorted(BUILTIN_DATASETS))}, or 'path/to/file.py::ClassName' for your "
+            "own datapipe"
         )
     module_name, class_name = BUILTIN_DATASETS[type_name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
@@ -68,7 +69,7 @@ def _class_from_file(spec: str) -> type[DownscalingDataset]:
         found = sorted(
             n for n, obj in vars(module).items()
             if inspect.isclass(obj) and issubclass(obj, DownscalingDataset)
-            and obj is not DownscalingDataset
+            and obj.__module__ == module.__name__
         )
         raise DatasetConfigError(
             f"dataset.type {spec!r}: {str(path)!r} defines no class {class_name!r}; "

@@ -1,0 +1,320 @@
+"""HRRR-Mini datapipe (``dataset.type: hrrr_mini``): one NetCDF4 file plus ``stats.json``.
+
+Each sample is a high-res window of the HRRR grid with its coarse input. The coarse input is
+bilinearly upsampled to the window (linear extrapolation at the borders), the static invariants
+(orography, land-sea mask) are cropped at the window's ``coord`` and appended as auxiliary
+channels, and everything is z-scored with ``stats.json``. See ``datasets/hrrrmini_format.py`` for
+the layout. The file is read lazily, one sample at a time, through one handle per process, so
+memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+
+from datasets.base import (
+    ArrayLike,
+    ChannelMetadata,
+    ChannelNormalizer,
+    DataError,
+    DownscalingDataset,
+)
+from datasets.interpolation import upsample_bilinear
+
+logger = logging.getLogger(__name__)
+
+COORDINATE_NAMES = ("lat", "lon")
+
+
+class HRRRMiniDataset(DownscalingDataset):
+    """Reader for the HRRR-Mini layout; ``None`` variable lists mean "all, in file order"."""
+
+    def __init__(
+        self,
+        data_path: str,
+        stats_path: str,
+        input_variables: Sequence[str] | None = None,
+        output_variables: Sequence[str] | None = None,
+        invariant_variables: Sequence[str] | None = None,
+    ):
+        self.data_path = str(data_path)
+        self.stats_path = str(stats_path)
+        _require_file(self.data_path, "dataset.data_path")
+        _require_file(self.stats_path, "dataset.stats_path")
+        self._nc: netCDF4.Dataset | None = None
+        self._nc_pid: int | None = None
+        try:
+            nc = netCDF4.Dataset(self.data_path, "r")
+        except OSError as err:
+            raise DataError(
+                f"{self.data_path!r} is not a readable NetCDF4 file ({err}); "
+                "point dataset.data_path at an HRRR-Mini .nc file"
+            ) from err
+        with nc:
+            self._read_layout(nc, input_variables, output_variables, invariant_variables)
+        self._read_stats()
+
+    # ----------------------------------------------------------------------------- set-up
+    def _read_layout(self, nc, input_variables, output_variables, invariant_variables) -> None:
+        for group in ("input", "output"):
+            if group not in nc.groups:
+                raise DataError(
+                    f"{self.data_path!r} has no group {group!r} (groups: {list(nc.groups)}); "
+                    "an HRRR-Mini file needs groups 'input' and 'output' (and 'invariant')"
+                )
+        for name in ("time", "coord"):
+            if name not in nc.variables:
+                raise DataError(
+                    f"{self.data_path!r} has no root variable {name!r}; an HRRR-Mini file needs "
+                    "'time(N)' and 'coord(N, 2)'"
+                )
+        invariant_group = nc.groups.get("invariant")
+        available_invariants = (
+            [v for v in invariant_group.variables if v not in COORDINATE_NAMES]
+            if invariant_group is not None else []
+        )
+        self.input_variables = _select(
+            self.data_path, "input", list(nc["input"].variables), input_variables
+        )
+        self.output_variables = _select(
+            self.data_path, "output", list(nc["output"].variables), output_variables
+        )
+        self.invariant_variables = _select(
+            self.data_path, "invariant", available_invariants, invariant_variables
+        )
+
+        n = len(nc["time"])
+        self._lr_shape = _common_shape(nc["input"], self.input_variables, self.data_path, n)
+        self._hr_shape = _common_shape(nc["output"], self.output_variables, self.data_path, n)
+        (h, w), (H, W) = self._lr_shape, self._hr_shape
+        if H % h or W % w or H // h != W // w:
+            raise DataError(
+                f"{self.data_path!r}: output grid {H}x{W} is not the input grid {h}x{w} times one "
+                "integer factor; inputs must be aligned coarse blocks of the output window"
+            )
+        self.upsample_factor = W // w
+
+        time_var = nc["time"]
+        units = getattr(time_var, "units", None)
+        if units is None:
+            raise DataError(f"{self.data_path!r}: variable 'time' has no CF 'units' attribute")
+        self._times = [
+            datetime.datetime(d.year, d.month, d.day, d.hour, d.minute, d.second)
+            for d in netCDF4.num2date(
+                time_var[:], units, calendar=getattr(time_var, "calendar", "standard")
+            )
+        ]
+        coords = np.asarray(nc["coord"][:], dtype=np.int64)
+        if coords.shape != (n, 2):
+            raise DataError(
+                f"{self.data_path!r}: 'coord' has shape {coords.shape}, expected ({n}, 2)"
+            )
+        self._coords = coords
+
+        self._invariants = np.stack(
+            [np.asarray(invariant_group[v][:], dtype=np.float32) for v in self.invariant_variables]
+        ) if self.invariant_variables else np.zeros((0, H, W), dtype=np.float32)
+        grid_shape = self._invariants.shape[1:]
+        self._lat = _coordinate(nc, "lat")
+        self._lon = _coordinate(nc, "lon")
+        if self._lat is not None and self.invariant_variables == []:
+            grid_shape = self._lat.shape
+        if self.invariant_variables or self._lat is not None:
+            self._check_coords_in_grid(grid_shape)
+
+    def _check_coords_in_grid(self, grid_shape: tuple[int, int]) -> None:
+        (H, W), (Hg, Wg) = self._hr_shape, grid_shape
+        bad = np.flatnonzero(
+            (self._coords[:, 0] < 0) | (self._coords[:, 1] < 0)
+            | (self._coords[:, 0] + H > Hg) | (self._coords[:, 1] + W > Wg)
+        )
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(
+                f"{self.data_path!r}: coord of sample {i} is {self._coords[i].tolist()}, but a "
+                f"{H}x{W} window there does not fit the {Hg}x{Wg} invariant grid "
+                f"({bad.size} sample(s) out of bounds); fix 'coord' or the invariant fields"
+            )
+
+    def _read_stats(self) -> None:
+        try:
+            stats = json.loads(Path(self.stats_path).read_text())
+        except json.JSONDecodeError as err:
+            raise DataError(f"{self.stats_path!r} is not valid JSON: {err}") from err
+
+        def moments(group: str, names: list[str]) -> tuple[list[float], list[float]]:
+            table = stats.get(group, {})
+            missing = [v for v in names if v not in table]
+            if missing:
+                raise DataError(
+                    f"{self.stats_path!r} has no statistics for {group} variable(s) {missing}; "
+                    f"add {{\"mean\": ..., \"std\": ...}} entries under \"{group}\" (or rebuild "
+                    "it with python -m datasets.convert)"
+                )
+            try:
+                return ([float(table[v]["mean"]) for v in names],
+                        [float(table[v]["std"]) for v in names])
+            except (KeyError, TypeError) as err:
+                raise DataError(
+                    f"{self.stats_path!r}: every {group} entry needs numeric 'mean' and 'std'"
+                ) from err
+
+        in_mean, in_std = moments("input", self.input_variables)
+        inv_mean, inv_std = moments("invariant", self.invariant_variables)
+        out_mean, out_std = moments("output", self.output_variables)
+        try:
+            self._input_norm = ChannelNormalizer(in_mean + inv_mean, in_std + inv_std)
+            self._output_norm = ChannelNormalizer(out_mean, out_std)
+        except ValueError as err:
+            raise DataError(f"{self.stats_path!r}: {err}") from err
+        inv_norm = ChannelNormalizer(inv_mean, inv_std) if self.invariant_variables else None
+        self._invariants_normalized = (
+            inv_norm.normalize(self._invariants) if inv_norm else self._invariants
+        )
+
+    # ----------------------------------------------------------------------------- interface
+    def input_channels(self) -> list[ChannelMetadata]:
+        return [ChannelMetadata(v) for v in self.input_variables] + [
+            ChannelMetadata(v, auxiliary=True) for v in self.invariant_variables
+        ]
+
+    def output_channels(self) -> list[ChannelMetadata]:
+        return [ChannelMetadata(v) for v in self.output_variables]
+
+    def image_shape(self) -> tuple[int, int]:
+        return self._hr_shape
+
+    def time(self) -> list[datetime.datetime]:
+        return list(self._times)
+
+    def coords(self) -> np.ndarray:
+        """``(N, 2)`` top-left (row, col) of each sample's window in the invariant grid."""
+        return self._coords.copy()
+
+    def latitude(self) -> np.ndarray:
+        return self._window_coordinate(self._lat, "latitude")
+
+    def longitude(self) -> np.ndarray:
+        return self._window_coordinate(self._lon, "longitude")
+
+    def _window_coordinate(self, grid: np.ndarray | None, what: str) -> np.ndarray:
+        nan_grid = np.full(self._hr_shape, np.nan, dtype=np.float32)
+        if grid is None:
+            return nan_grid
+        if grid.shape == self._hr_shape:
+            return grid.copy()
+        if len(self) and not (self._coords == self._coords[0]).all():
+            logger.warning(
+                "%s: windows sit at different coords, so there is no single %s grid; "
+                "returning NaN", self.data_path, what,
+            )
+            return nan_grid
+        (row, col), (H, W) = (self._coords[0] if len(self) else (0, 0)), self._hr_shape
+        return grid[row:row + H, col:col + W].copy()
+
+    def normalize_input(self, x: ArrayLike) -> ArrayLike:
+        return self._input_norm.normalize(x)
+
+    def denormalize_input(self, x: ArrayLike) -> ArrayLike:
+        return self._input_norm.denormalize(x)
+
+    def normalize_output(self, x: ArrayLike) -> ArrayLike:
+        return self._output_norm.normalize(x)
+
+    def denormalize_output(self, x: ArrayLike) -> ArrayLike:
+        return self._output_norm.denormalize(x)
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f"sample {idx} out of range for {len(self)} samples")
+        idx = int(idx) % len(self)
+        nc = self._handle()
+        coarse = self._read(nc["input"], self.input_variables, idx)
+        target = self._read(nc["output"], self.output_variables, idx)
+        upsampled = upsample_bilinear(coarse, self.upsample_factor)
+        n_in = len(self.input_variables)
+        img_lr = np.empty((n_in + len(self.invariant_variables), *self._hr_shape), np.float32)
+        img_lr[:n_in] = upsampled
+        if self.invariant_variables:
+            (row, col), (H, W) = self._coords[idx], self._hr_shape
+            img_lr[n_in:] = self._invariants_normalized[:, row:row + H, col:col + W]
+        img_lr[:n_in] = self._input_norm.normalize(img_lr)[:n_in]
+        img_clean = self._output_norm.normalize(target).astype(np.float32, copy=False)
+        return img_clean, img_lr
+
+    # ----------------------------------------------------------------------------- reading
+    def _handle(self) -> netCDF4.Dataset:
+        """One open file per process: handles must not be shared across DataLoader workers."""
+        if self._nc is None or self._nc_pid != os.getpid():
+            self._nc = netCDF4.Dataset(self.data_path, "r")
+            self._nc_pid = os.getpid()
+        return self._nc
+
+    def _read(self, group, names: list[str], idx: int) -> np.ndarray:
+        out = np.stack([np.ma.filled(group[v][idx].astype(np.float32), np.nan) for v in names])
+        if not np.isfinite(out).all():
+            bad = [v for v, field in zip(names, out, strict=True) if not np.isfinite(field).all()]
+            raise DataError(
+                f"{self.data_path!r}: {group.name} variable(s) {bad} contain NaN, Inf or missing "
+                f"values at sample {idx} (time {self._times[idx]:%Y-%m-%dT%H:%M}); fill or drop "
+                "that time before training"
+            )
+        return out
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_nc"], state["_nc_pid"] = None, None
+        return state
+
+
+def _require_file(path: str, option: str) -> None:
+    if not Path(path).is_file():
+        raise DataError(f"{option} {path!r} does not exist; set {option}=<path to the file>")
+
+
+def _select(path: str, group: str, available: list[str], wanted: Sequence[str] | None) -> list[str]:
+    if wanted is None:
+        return list(available)
+    wanted = [str(v) for v in wanted]
+    missing = [v for v in wanted if v not in available]
+    if missing:
+        raise DataError(
+            f"{path!r}: {group} variable(s) {missing} not found; the {group} group has "
+            f"{available}; fix dataset.{group}_variables"
+        )
+    return wanted
+
+
+def _common_shape(group, names: list[str], path: str, n: int) -> tuple[int, int]:
+    if not names:
+        raise DataError(f"{path!r}: no {group.name} variables selected")
+    shapes = {v: tuple(group[v].shape) for v in names}
+    distinct = set(shapes.values())
+    if len(distinct) != 1 or len(next(iter(distinct))) != 3:
+        raise DataError(
+            f"{path!r}: {group.name} variables must all be shaped (N, H, W); got {shapes}"
+        )
+    shape = next(iter(distinct))
+    if shape[0] != n:
+        raise DataError(
+            f"{path!r}: {group.name} variables have {shape[0]} samples but 'time' has {n}"
+        )
+    return shape[1], shape[2]
+
+
+def _coordinate(nc, name: str) -> np.ndarray | None:
+    for holder in (nc, nc.groups.get("invariant")):
+        if holder is not None and name in holder.variables and holder[name].ndim == 2:
+            return np.asarray(holder[name][:], dtype=np.float32)
+    return None

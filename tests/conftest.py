@@ -1,0 +1,73 @@
+"""Shared test fixtures: small files in the exact published layouts, made by the tests."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from datasets.hrrrmini_format import HRRRMiniWriter, write_stats  # noqa: E402
+
+
+def write_hrrr_mini(
+    directory: Path,
+    n: int = 6,
+    window: int = 16,
+    factor: int = 4,
+    grid: tuple[int, int] = (24, 32),
+    seed: int = 0,
+    same_coord: bool = False,
+    with_latlon: bool = True,
+) -> tuple[Path, Path, dict]:
+    """Write a tiny HRRR-Mini file + stats.json; returns the paths and the raw arrays."""
+    rng = np.random.default_rng(seed)
+    h = window // factor
+    times = [datetime.datetime(2021, 1, 1) + datetime.timedelta(hours=3 * i) for i in range(n)]
+    rows = rng.integers(0, grid[0] - window + 1, n)
+    cols = rng.integers(0, grid[1] - window + 1, n)
+    coords = np.stack([rows, cols], axis=1)
+    if same_coord:
+        coords[:] = coords[0]
+    raw = {
+        "times": times,
+        "coords": coords,
+        "input": {
+            "10u": rng.normal(2.0, 3.0, (n, h, h)),
+            "2t": rng.normal(280.0, 5.0, (n, h, h)),
+            "tcwv": rng.gamma(2.0, 5.0, (n, h, h)),
+        },
+        "output": {
+            "10u": rng.normal(2.0, 3.0, (n, window, window)),
+            "2t": rng.normal(280.0, 5.0, (n, window, window)),
+        },
+        "invariant": {
+            "elev_mean": rng.uniform(0, 2000, grid),
+            "lsm_mean": (rng.uniform(0, 1, grid) > 0.3).astype(float),
+        },
+    }
+    yy, xx = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
+    raw["lat"] = 35.0 + 0.03 * yy + 0.001 * xx
+    raw["lon"] = -100.0 + 0.03 * xx - 0.001 * yy
+    data_path, stats_path = directory / "hrrr_mini_train.nc", directory / "stats.json"
+    with HRRRMiniWriter(
+        data_path, (h, h), (window, window), list(raw["input"]), list(raw["output"]),
+        raw["invariant"],
+        lat=raw["lat"] if with_latlon else None, lon=raw["lon"] if with_latlon else None,
+    ) as writer:
+        writer.append(times, coords, raw["input"], raw["output"])
+        stats = writer.stats()
+    write_stats(stats_path, stats)
+    raw["stats"] = stats
+    return data_path, stats_path, raw
+
+
+@pytest.fixture
+def hrrr_mini_files(tmp_path):
+    return write_hrrr_mini(tmp_path)
