@@ -32,6 +32,7 @@ from datasets.interpolation import upsample_bilinear
 logger = logging.getLogger(__name__)
 
 COORDINATE_NAMES = ("lat", "lon")
+CHUNK_CACHE_BYTES = 1 << 20
 
 
 class HRRRMiniDataset(DownscalingDataset):
@@ -259,6 +260,12 @@ class HRRRMiniDataset(DownscalingDataset):
         if self._nc is None or self._nc_pid != os.getpid():
             self._nc = netCDF4.Dataset(self.data_path, "r")
             self._nc_pid = os.getpid()
+            # Each sample is read once per epoch in random order, so HDF5's per-variable chunk
+            # cache only holds memory; keep it to about one chunk.
+            for group, names in (("input", self.input_variables),
+                                 ("output", self.output_variables)):
+                for name in names:
+                    self._nc[group][name].set_var_chunk_cache(size=CHUNK_CACHE_BYTES)
         return self._nc
 
     def _read(self, group, names: list[str], idx: int) -> np.ndarray:

@@ -85,6 +85,7 @@ def _class_from_file(spec: str) -> type[DownscalingDataset]:
 def build_dataset(config: Mapping[str, Any], **overrides: Any) -> DownscalingDataset:
     """Instantiate the dataset a config describes: ``type`` picks the class, every other key is
     passed to its constructor (``overrides`` win over the config)."""
+    _check_no_missing(config, overrides)
     options = {str(k): v for k, v in dict(config).items()}
     options.update(overrides)
     type_name = options.pop("type", None)
@@ -113,6 +114,20 @@ def build_dataset(config: Mapping[str, Any], **overrides: Any) -> DownscalingDat
             f"dataset.type {type_name!r} needs option(s) {missing}; set them as dataset.<name>"
         )
     return cls(**{k: _plain(v) for k, v in options.items()})
+
+
+def _check_no_missing(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Mandatory values left as ``???`` in a YAML config get one message naming all of them."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(config, DictConfig):
+        missing = sorted(k for k in OmegaConf.missing_keys(config) if k not in overrides)
+        if missing:
+            settings = " ".join(f"++dataset.{k}=<value>" for k in missing)
+            raise DatasetConfigError(
+                f"dataset option(s) {missing} are not set; give them on the command line "
+                f"({settings}) or in the dataset config"
+            )
 
 
 def _plain(value: Any) -> Any:

@@ -5,6 +5,7 @@ from omegaconf import OmegaConf
 
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.registry import DatasetConfigError, build_dataset, dataset_class
+from tests.conftest import ROOT
 
 
 def test_builtin_type_with_omegaconf_options(hrrr_mini_files):
@@ -79,3 +80,10 @@ def test_user_file_or_class_missing(tmp_path):
         dataset_class(f"{module}::Other")
     with pytest.raises(DatasetConfigError, match="must subclass"):
         dataset_class(f"{module}::NotADataset")
+
+
+def test_unset_mandatory_values_are_named():
+    config = OmegaConf.load(ROOT / "conf/dataset/hrrrmini.yaml")
+    with pytest.raises(DatasetConfigError, match=r"\['data_path', 'stats_path'\] are not set.*"
+                       r"\+\+dataset.data_path=<value>"):
+        build_dataset(config)

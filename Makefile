@@ -1,0 +1,43 @@
+# Two commands set everything up: `make test` and `make demo`. Both create .venv on first use and
+# reinstall only when requirements*.txt change (the stamp file name carries their hash).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+DEMO_DATA ?= data/synthetic
+DEMO_OUT ?= outputs/demo
+
+.PHONY: venv lint test demo data bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing requirements into $(VENV) (first run takes a few minutes)..."
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements.txt -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import torch, physicsnemo, netCDF4, zarr, hydra" \
+		|| { echo "Installation into $(VENV) failed; see the pip output above."; exit 1; }
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+data: venv
+	$(BIN)/python -m datasets.synthetic --out $(DEMO_DATA)
+
+demo: data
+	$(BIN)/python -m datasets.preview conf/dataset/synthetic.yaml \
+		data_path=$(DEMO_DATA)/valid.nc stats_path=$(DEMO_DATA)/stats.json \
+		--out $(DEMO_OUT)/dataset_preview.png
+
+bench: venv
+	$(BIN)/python benchmarks/bench_datapipe.py
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache
