@@ -105,9 +105,11 @@ class HRRRMiniWriter:
         nc.createDimension("coord_dim", 2)
         nc.createDimension("y_grid", grid[0])
         nc.createDimension("x_grid", grid[1])
-        time = nc.createVariable("time", "f8", ("time",))
+        # Per-sample metadata is chunked in blocks: one chunk per sample costs HDF5 index memory
+        # on every read of the whole variable.
+        time = nc.createVariable("time", "f8", ("time",), chunksizes=(4096,))
         time.units, time.calendar = TIME_UNITS, TIME_CALENDAR
-        coord = nc.createVariable("coord", "i4", ("time", "coord_dim"))
+        coord = nc.createVariable("coord", "i4", ("time", "coord_dim"), chunksizes=(4096, 2))
         coord.long_name = "(row, col) of the high-res window's top-left corner in the grid"
         for name, values in (("lat", self.lat), ("lon", self.lon)):
             if values is not None:
