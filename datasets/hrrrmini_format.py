@@ -98,7 +98,12 @@ class HRRRMiniWriter:
 
     def __enter__(self) -> HRRRMiniWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        grid = next(iter(self.invariants.values())).shape if self.invariants else self.output_shape
+        if self.invariants:
+            grid = next(iter(self.invariants.values())).shape
+        elif self.lat is not None:
+            grid = np.shape(self.lat)
+        else:
+            grid = self.output_shape
         nc = netCDF4.Dataset(self.tmp_path, "w", format="NETCDF4")
         nc.setncatts(self.attributes)
         nc.createDimension("time", None)

@@ -1,0 +1,251 @@
+"""Template datapipe: read a coarse and a fine xarray dataset directly, with no conversion.
+
+Use it as is when your data are two NetCDF/zarr datasets whose grids are aligned (the fine grid is
+``factor`` times the coarse grid, each coarse cell covering ``factor x factor`` fine pixels, or
+``regrid: true`` with ``factor`` for a regular lat/lon coarse grid). Each sample is the whole fine
+grid at one time: ``img_clean`` = the fine output variables, ``img_lr`` = the coarse input
+variables bilinearly upsampled to the fine grid, then the static invariants. Config::
+
+    dataset:
+      type: custom_template            # or datasets/custom_template.py::PairedXarrayDataset
+      coarse_path: era5.nc
+      fine_path: hires.zarr
+      input_variables: [t2m, u10, v10, tcwv]
+      output_variables: [t2m, u10, v10]
+      invariant_variables: [orog]      # fields of fine_path (or invariant_path) without time
+      stats_path: null                 # stats.json in HRRR-Mini format, or computed at start-up
+
+Every key besides ``type`` is a constructor argument below. ``name=source`` entries rename a file
+variable (``2t=t2m``); ``start_time``/``end_time`` pick a time range (e.g. train vs. validation).
+
+Writing a datapipe for another layout, step by step:
+
+1. Copy this file somewhere, e.g. ``cp datasets/custom_template.py my_data.py``, and rename the
+   class (``MyDataset``). Run from the repository root so ``datasets.*`` imports resolve.
+2. Change ``__init__``'s parameters to what your data needs: they are the config keys.
+3. Change ``_open``: how your files are opened and checked. Keep it cheap and lazy; it runs once
+   per process (DataLoader workers each reopen files; open handles are never pickled).
+4. Change ``_read_fields``: how one sample's raw ``(C, h, w)`` coarse and ``(C, H, W)`` fine arrays
+   are read for time index ``k``, in physical units (select levels, convert units, crop here).
+5. If channels have levels, build them as ``ChannelMetadata("t", level="850")`` in
+   ``input_channels``/``output_channels``; static fields are ``auxiliary=True`` and come last.
+6. Statistics: pass ``stats_path`` (``{"input"|"output"|"invariant": {name: {"mean", "std"}}}``),
+   or let the class compute them and save them for next time with
+   ``datasets.hrrrmini_format.write_stats(path, dataset.stats())``. Always normalise validation
+   data with the training statistics.
+7. Point the config at it: ``dataset.type: my_data.py::MyDataset`` (path relative to where you
+   run, or absolute), and check it loads::
+
+       from datasets.registry import build_dataset
+       ds = build_dataset({"type": "my_data.py::MyDataset", "coarse_path": ..., ...})
+       img_clean, img_lr = ds[0]   # shapes [C_out, H, W] and [C_in + invariants, H, W]
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from datasets.base import (
+    ArrayLike,
+    ChannelMetadata,
+    ChannelNormalizer,
+    DataError,
+    DownscalingDataset,
+)
+from datasets.hrrrmini_format import RunningMoments
+from datasets.interpolation import upsample_bilinear
+from datasets.xarray_pairs import PairedData, check_finite, parse_variables
+
+log = logging.getLogger(__name__)
+
+
+class PairedXarrayDataset(DownscalingDataset):
+    """Whole-grid samples from a coarse and a fine xarray dataset, paired by time."""
+
+    def __init__(
+        self,
+        coarse_path: str,
+        fine_path: str,
+        input_variables: str | Sequence[str],
+        output_variables: str | Sequence[str],
+        invariant_variables: str | Sequence[str] | None = None,
+        invariant_path: str | None = None,
+        stats_path: str | None = None,
+        regrid: bool = False,
+        factor: int | None = None,
+        coarse_dims: Sequence[str] | None = None,
+        fine_dims: Sequence[str] | None = None,
+        start_time: str | None = None,
+        end_time: str | None = None,
+    ):
+        self.options = dict(coarse_path=coarse_path, fine_path=fine_path,
+                            input_variables=input_variables, output_variables=output_variables,
+                            regrid=regrid, factor=factor, coarse_dims=coarse_dims,
+                            fine_dims=fine_dims)
+        self._pairs: PairedData | None = None
+        self._pid: int | None = None
+        pairs = self._open()
+        self.input_variables = [n for n, _ in pairs.inputs]
+        self.output_variables = [n for n, _ in pairs.outputs]
+        self.factor = pairs.factor
+        self._shape = pairs.fine_shape
+        self._indices = _select_times(pairs.times, start_time, end_time)
+        self._times = [pairs.times[k] for k in self._indices]
+        inv = parse_variables(invariant_variables)
+        self.invariant_variables = [n for n, _ in inv]
+        static = pairs.read_static([s for _, s in inv], invariant_path)
+        self._invariants = np.stack([static[s] for _, s in inv]) if inv else np.zeros(
+            (0, *self._shape), np.float32)
+        ll = pairs.latlon()
+        self._latlon = None if ll is None else (ll[0].astype(np.float32), ll[1].astype(np.float32))
+        if stats_path:
+            self._stats = _load_stats(stats_path)
+        else:
+            self._stats = self._compute_stats()
+        self._set_normalizers(stats_path or "computed statistics")
+
+    # --------------------------------------------------------------------- reading (adapt these)
+    def _open(self) -> PairedData:
+        """Open (or reopen, in a new worker process) the data files."""
+        if self._pairs is None or self._pid != os.getpid():
+            self._pairs = PairedData(**self.options)
+            self._pid = os.getpid()
+        return self._pairs
+
+    def _read_fields(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw coarse ``(C_in, h, w)`` and fine ``(C_out, H, W)`` fields at matched time ``k``."""
+        pairs = self._open()
+        t = pairs.times[k]
+        coarse = np.stack([pairs.read_coarse(k, src) for _, src in pairs.inputs])
+        fine = np.stack([pairs.read_fine(k, src) for _, src in pairs.outputs])
+        for (_, src), field in zip(pairs.inputs, coarse, strict=True):
+            check_finite(field, src, t, "coarse")
+        for (_, src), field in zip(pairs.outputs, fine, strict=True):
+            check_finite(field, src, t, "fine")
+        return coarse, fine
+
+    # --------------------------------------------------------------------- statistics
+    def _compute_stats(self) -> dict:
+        """Mean/std per channel, streaming over the selected times (memory stays one sample)."""
+        log.info("computing normalisation statistics from %d times of %s and %s "
+                 "(set stats_path to skip this)", len(self._indices),
+                 self.options["coarse_path"], self.options["fine_path"])
+        moments = {g: {v: RunningMoments() for v in names} for g, names in
+                   (("input", self.input_variables), ("output", self.output_variables))}
+        for k in self._indices:
+            coarse, fine = self._read_fields(k)
+            for group, fields in (("input", coarse), ("output", fine)):
+                for m, field in zip(moments[group].values(), fields, strict=True):
+                    m.update(field)
+        stats = {g: {v: {"mean": m.mean, "std": m.std} for v, m in ms.items()}
+                 for g, ms in moments.items()}
+        stats["invariant"] = {v: {"mean": float(f.mean()), "std": float(f.std())}
+                              for v, f in zip(self.invariant_variables, self._invariants,
+                                              strict=True)}
+        for group in stats.values():
+            for name, entry in group.items():
+                if not entry["std"] > 0:  # a constant field: leave it centred, unscaled
+                    log.warning("channel %r is constant; using std 1 for it", name)
+                    entry["std"] = 1.0
+        return stats
+
+    def stats(self) -> dict:
+        """Statistics in ``stats.json`` format (save with ``hrrrmini_format.write_stats``)."""
+        return json.loads(json.dumps(self._stats))
+
+    def _set_normalizers(self, source: str) -> None:
+        def column(group: str, names: list[str], key: str) -> list[float]:
+            table = self._stats.get(group, {})
+            missing = [n for n in names if n not in table]
+            if missing:
+                raise DataError(f"{source}: no {group} statistics for {missing}")
+            return [float(table[n][key]) for n in names]
+
+        try:
+            self._in_norm = ChannelNormalizer(
+                *(column("input", self.input_variables, k)
+                  + column("invariant", self.invariant_variables, k) for k in ("mean", "std")))
+            self._out_norm = ChannelNormalizer(
+                *(column("output", self.output_variables, k) for k in ("mean", "std")))
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataError(f"{source}: bad statistics: {err}") from err
+
+    # --------------------------------------------------------------------- interface
+    def input_channels(self) -> list[ChannelMetadata]:
+        return [ChannelMetadata(v) for v in self.input_variables] + [
+            ChannelMetadata(v, auxiliary=True) for v in self.invariant_variables]
+
+    def output_channels(self) -> list[ChannelMetadata]:
+        return [ChannelMetadata(v) for v in self.output_variables]
+
+    def image_shape(self) -> tuple[int, int]:
+        return self._shape
+
+    def time(self) -> list[datetime.datetime]:
+        return list(self._times)
+
+    def latitude(self) -> np.ndarray:
+        return self._latlon[0].copy() if self._latlon else super().latitude()
+
+    def longitude(self) -> np.ndarray:
+        return self._latlon[1].copy() if self._latlon else super().longitude()
+
+    def normalize_input(self, x: ArrayLike) -> ArrayLike:
+        return self._in_norm.normalize(x)
+
+    def denormalize_input(self, x: ArrayLike) -> ArrayLike:
+        return self._in_norm.denormalize(x)
+
+    def normalize_output(self, x: ArrayLike) -> ArrayLike:
+        return self._out_norm.normalize(x)
+
+    def denormalize_output(self, x: ArrayLike) -> ArrayLike:
+        return self._out_norm.denormalize(x)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        if not -len(self) <= idx < len(self):
+            raise IndexError(f"sample {idx} out of range for {len(self)} samples")
+        coarse, fine = self._read_fields(self._indices[int(idx)])
+        img_lr = np.concatenate([upsample_bilinear(coarse, self.factor), self._invariants])
+        img_lr = self.normalize_input(img_lr).astype(np.float32, copy=False)
+        return self.normalize_output(fine).astype(np.float32, copy=False), img_lr
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_pairs"], state["_pid"] = None, None  # file handles are per process
+        return state
+
+
+def _select_times(times: list[datetime.datetime], start: str | None, end: str | None) -> list[int]:
+    """Indices of times in ``[start, end)``; a DataError if none are left."""
+    try:
+        lo = datetime.datetime.fromisoformat(str(start)) if start else None
+        hi = datetime.datetime.fromisoformat(str(end)) if end else None
+    except ValueError as err:
+        raise DataError(f"start_time/end_time must be ISO dates: {err}") from err
+    keep = [k for k, t in enumerate(times)
+            if (lo is None or t >= lo) and (hi is None or t < hi)]
+    if not keep:
+        raise DataError(
+            f"no common times in [{start}, {end}); the data cover {times[0]} .. {times[-1]}"
+        )
+    return keep
+
+
+def _load_stats(path: str) -> dict:
+    if not Path(path).is_file():
+        raise DataError(f"stats_path {path!r} does not exist; set it to null to compute statistics")
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"stats_path {path!r} is not valid JSON: {err}") from err
