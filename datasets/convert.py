@@ -21,6 +21,7 @@ import datetime
 import logging
 import math
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,22 +137,32 @@ def _convert(pairs, out, window, stride, invariant_variables, invariant_file, va
                         regridded=str(pairs.regridder is not None)),
     )
     summary = dict(factor=f, window=window, stride=stride, windows_per_time=len(positions))
-    for split, indices in (("train", train), ("valid", valid)):
-        path = out / f"{split}.nc"
-        if not indices:
-            if path.exists():
-                path.unlink()
-                log.info("removed stale %s (no validation times this time)", path)
+    # Both splits and the statistics are written to a staging folder and moved into place only
+    # when all succeeded, so a failure never leaves a mix of new and old files.
+    stage = out / ".convert-partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        for split, indices in (("train", train), ("valid", valid)):
             summary[f"{split}_samples"] = 0
-            continue
-        with HRRRMiniWriter(path, **common) as writer:
-            for k in tqdm(indices, desc=f"writing {split}", unit="time", disable=not progress):
-                _write_time(writer, pairs, k, positions, window)
-        if split == "train":
-            write_stats(out / "stats.json", writer.stats())
-        summary[f"{split}_samples"] = writer.count
-        summary[f"{split}_times"] = len(indices)
-        summary[split] = str(path)
+            if not indices:
+                continue
+            with HRRRMiniWriter(stage / f"{split}.nc", **common) as writer:
+                for k in tqdm(indices, desc=f"writing {split}", unit="time",
+                              disable=not progress):
+                    _write_time(writer, pairs, k, positions, window)
+            if split == "train":
+                write_stats(stage / "stats.json", writer.stats())
+            summary[f"{split}_samples"] = writer.count
+            summary[f"{split}_times"] = len(indices)
+            summary[split] = str(out / f"{split}.nc")
+        if not valid and (out / "valid.nc").exists():
+            (out / "valid.nc").unlink()
+            log.info("removed stale %s (no validation times this time)", out / "valid.nc")
+        for written in stage.iterdir():
+            os.replace(written, out / written.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     summary["stats"] = str(out / "stats.json")
     log.info(
         "wrote %s (%d samples from %d times) and %s (%d samples); statistics in %s; "

@@ -253,3 +253,18 @@ def test_lat_lon_written_without_invariants(tmp_path):
     with netCDF4.Dataset(out / "train.nc") as nc:
         assert list(nc["invariant"].variables) == []
         np.testing.assert_allclose(nc["lat"][:], fine.lat.values, rtol=1e-6)
+
+
+def test_failure_in_valid_split_keeps_previous_output(tmp_path):
+    coarse_path, fine_path, _, _ = write_pair(tmp_path)
+    out = tmp_path / "out"
+    convert(coarse_path, fine_path, "t2m", ["t2m"], out, window=16, valid_fraction=0.2,
+            progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    coarse_path, fine_path, _, _ = write_pair(bad, nan_at=10)  # fine time 10 is in valid
+    with pytest.raises(DataError, match="t2m"):
+        convert(coarse_path, fine_path, "t2m", ["t2m"], out, window=16, valid_fraction=0.2,
+                progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
