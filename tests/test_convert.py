@@ -263,7 +263,7 @@ def test_failure_in_valid_split_keeps_previous_output(tmp_path):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad = tmp_path / "bad"
     bad.mkdir()
-    coarse_path, fine_path, _, _ = write_pair(bad, nan_at=10)  # fine time 10 is in valid
+    coarse_path, fine_path, _, _ = write_pair(bad, nan_at=9)  # fine time 9 (11:00) is in valid
     with pytest.raises(DataError, match="t2m"):
         convert(coarse_path, fine_path, "t2m", ["t2m"], out, window=16, valid_fraction=0.2,
                 progress=False)
