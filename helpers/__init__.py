@@ -1,0 +1,1 @@
+"""Training, checkpointing and distributed plumbing shared by the entry points."""

@@ -1,0 +1,114 @@
+"""Training checkpoints: the model as a physicsnemo ``.mdlus`` plus the state needed to resume.
+
+Layout under ``<checkpoint_dir>/checkpoints_<model name>/``::
+
+    <ModelClass>.0.<samples seen>.mdlus     # loadable with physicsnemo.Module.from_checkpoint
+    training_state.0.<samples seen>.pt      # optimizer, schedule position, RNG states, ...
+
+Both are written to a temporary name and renamed, the state file last, so the newest pair whose
+state file exists is always complete: a kill mid-write never leaves a corrupt latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from helpers.models import CheckpointError
+
+logger = logging.getLogger(__name__)
+STATE_PREFIX = "training_state"
+_NAME = re.compile(r"^(?P<stem>.+)\.0\.(?P<samples>\d+)\.(?P<ext>mdlus|pt)$")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    samples: int
+    model_path: Path
+    state_path: Path
+
+
+class CheckpointStore:
+    """Saving, finding, loading and pruning the checkpoints of one model in one directory."""
+
+    def __init__(self, directory: str | Path, model_class: str, keep: int = -1):
+        self.directory = Path(directory)
+        self.model_class = model_class
+        self.keep = keep
+
+    def paths(self, samples: int) -> Checkpoint:
+        return Checkpoint(
+            samples,
+            self.directory / f"{self.model_class}.0.{samples}.mdlus",
+            self.directory / f"{STATE_PREFIX}.0.{samples}.pt",
+        )
+
+    def complete(self) -> list[Checkpoint]:
+        """Checkpoints with both files present, oldest first."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for path in self.directory.glob(f"{STATE_PREFIX}.0.*.pt"):
+            match = _NAME.match(path.name)
+            if match:
+                checkpoint = self.paths(int(match["samples"]))
+                if checkpoint.model_path.is_file():
+                    found.append(checkpoint)
+        return sorted(found, key=lambda c: c.samples)
+
+    def latest(self) -> Checkpoint | None:
+        found = self.complete()
+        return found[-1] if found else None
+
+    def save(self, model: torch.nn.Module, state: dict[str, Any], samples: int) -> Checkpoint:
+        """Write the model then the state, each atomically; then prune old checkpoints."""
+        for name, tensor in model.state_dict().items():
+            if torch.is_floating_point(tensor) and not torch.isfinite(tensor).all():
+                raise CheckpointError(
+                    f"refusing to save a checkpoint at {samples} samples: parameter {name!r} "
+                    "is not finite"
+                )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        checkpoint = self.paths(samples)
+        tmp_model = checkpoint.model_path.with_name(f".{checkpoint.model_path.name}.tmp.mdlus")
+        model.save(str(tmp_model))
+        os.replace(tmp_model, checkpoint.model_path)
+        tmp_state = checkpoint.state_path.with_name(f".{checkpoint.state_path.name}.tmp")
+        torch.save(state, tmp_state)
+        os.replace(tmp_state, checkpoint.state_path)
+        self.prune()
+        return checkpoint
+
+    def prune(self) -> None:
+        if self.keep < 0:
+            return
+        for old in self.complete()[:-self.keep]:
+            old.state_path.unlink(missing_ok=True)
+            old.model_path.unlink(missing_ok=True)
+            logger.info("removed old checkpoint %s", old.model_path.name)
+
+    def load(self, checkpoint: Checkpoint, model: torch.nn.Module) -> dict[str, Any]:
+        """Load weights into ``model`` and return the saved training state."""
+        try:
+            state = torch.load(checkpoint.state_path, map_location="cpu", weights_only=False)
+        except Exception as err:
+            raise CheckpointError(
+                f"training state {str(checkpoint.state_path)!r} is corrupt "
+                f"({type(err).__name__}: {err}); delete it and its .mdlus to resume from the "
+                "previous checkpoint"
+            ) from err
+        try:
+            model.load(str(checkpoint.model_path), map_location="cpu")
+        except Exception as err:
+            raise CheckpointError(
+                f"model checkpoint {str(checkpoint.model_path)!r} cannot be loaded into this "
+                f"run's {type(model).__name__} ({type(err).__name__}: {err}); delete it and its "
+                "training_state file, or use another training.io.checkpoint_dir"
+            ) from err
+        return state

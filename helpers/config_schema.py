@@ -1,0 +1,168 @@
+"""Typed validation of the training config, run at start-up.
+
+Hydra composes the YAML; these pydantic models then check it, so a typo, a wrong type or an
+invalid value fails immediately with the field's dotted name instead of an hour into training.
+Dataset options are free-form here: each datapipe's constructor checks its own keywords.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the field and what to set."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(_Strict):
+    """Which network is trained and how it is built (``conf/model/*.yaml``)."""
+
+    name: Literal["regression", "diffusion", "patched_diffusion"]
+    hr_mean_conditioning: bool = False
+    P_mean: float = -1.2
+    P_std: float = Field(1.2, gt=0)
+    sigma_data: float = Field(0.5, gt=0)
+    model_args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model_args")
+    @classmethod
+    def _known_architecture(cls, args: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"SongUNetPosEmbd", "SongUNetPosLtEmbd", "SongUNet", "DhariwalUNet"}
+        model_type = args.get("model_type", "SongUNetPosEmbd")
+        if model_type not in allowed:
+            raise ValueError(f"model_type {model_type!r} is not one of {sorted(allowed)}")
+        return args
+
+
+class HyperParameters(_Strict):
+    """``training.hp``: lengths and learning rates are counted in samples, not steps."""
+
+    training_duration: int = Field(gt=0)
+    total_batch_size: int = Field(gt=0)
+    batch_size_per_gpu: int | Literal["auto"] = "auto"
+    lr: float = Field(2e-4, gt=0)
+    lr_rampup: int = Field(0, ge=0)
+    lr_decay: float = Field(1.0, gt=0, le=1)
+    lr_decay_rate: int = Field(500_000, gt=0)
+    grad_clip_threshold: float | None = Field(None, gt=0)
+    patch_shape_x: int | None = Field(None, gt=0)
+    patch_shape_y: int | None = Field(None, gt=0)
+    patch_num: int = Field(1, gt=0)
+    max_consecutive_nonfinite: int = Field(5, gt=0)
+
+    @field_validator("batch_size_per_gpu")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("must be a positive integer or 'auto'")
+        return value
+
+
+class Performance(_Strict):
+    """``training.perf``: speed/memory switches; all of them work on CPU and GPU."""
+
+    fp_optimizations: Literal["fp32", "amp-bf16", "amp-fp16"] = "fp32"
+    torch_compile: bool = False
+    dataloader_workers: int = Field(2, ge=0)
+    channels_last: bool = False
+    songunet_checkpoint_level: int = Field(0, ge=0)
+
+
+class InputOutput(_Strict):
+    """``training.io``: where results go and how often things happen (in samples)."""
+
+    checkpoint_dir: str
+    regression_checkpoint_path: str | None = None
+    print_progress_freq: int = Field(1000, gt=0)
+    save_checkpoint_freq: int = Field(500_000, gt=0)
+    save_n_recent_checkpoints: int = -1
+    validation_freq: int = Field(50_000, gt=0)
+    validation_steps: int = Field(10, gt=0)
+    seed: int = 0
+
+    @field_validator("save_n_recent_checkpoints")
+    @classmethod
+    def _keep_count(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError("must be -1 (keep all) or a positive number of checkpoints to keep")
+        return value
+
+
+class TrainingSection(_Strict):
+    hp: HyperParameters
+    perf: Performance = Field(default_factory=Performance)
+    io: InputOutput
+
+
+class TrainingConfig(_Strict):
+    """The whole composed training config."""
+
+    dataset: dict[str, Any]
+    validation: dict[str, Any] | None = None
+    model: ModelConfig
+    training: TrainingSection
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        hp, name = self.training.hp, self.model.name
+        patch = (hp.patch_shape_x, hp.patch_shape_y)
+        if name == "patched_diffusion" and None in patch:
+            raise ValueError(
+                "model.name=patched_diffusion needs training.hp.patch_shape_x and "
+                "training.hp.patch_shape_y"
+            )
+        if name != "patched_diffusion" and (patch != (None, None) or hp.patch_num != 1):
+            raise ValueError(
+                f"training.hp.patch_shape_x/y and patch_num apply to patched_diffusion only, "
+                f"but model.name={name}; remove them or use a patched_diffusion model config"
+            )
+        if name != "regression" and not self.training.io.regression_checkpoint_path:
+            raise ValueError(
+                f"model.name={name} trains on the residual of a regression model: set "
+                "++training.io.regression_checkpoint_path=<path to the regression .mdlus>"
+            )
+        if "type" not in self.dataset:
+            raise ValueError("dataset.type is not set")
+        return self
+
+
+def validate_training_config(config: Any) -> TrainingConfig:
+    """Check a composed config (an OmegaConf ``DictConfig`` or a plain dict)."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    if isinstance(config, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(config))
+        if missing:
+            raise ConfigError(
+                f"config value(s) {missing} are not set; give them on the command line, e.g. "
+                f"++{missing[0]}=<value>"
+            )
+        try:
+            config = OmegaConf.to_container(config, resolve=True)
+        except MissingMandatoryValue as err:  # pragma: no cover - caught by missing_keys above
+            raise ConfigError(str(err)) from err
+    config = {k: v for k, v in config.items() if k != "hydra"}
+    try:
+        return TrainingConfig.model_validate(config)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "config"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{field}: unknown key (check its spelling)")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{field}: {message} (got {item.get('input')!r})"
+                            if item["type"] != "value_error" or item["loc"] else message)
+    return "invalid training config: " + "; ".join(problems)

@@ -1,0 +1,162 @@
+"""Building the CorrDiff networks from physicsnemo and loading the frozen regression model.
+
+The channel bookkeeping lives here: physicsnemo's wrappers take ``img_in_channels`` as every
+conditioning channel the inner UNet sees besides the noisy/zero state, including the positional
+embedding channels, the regression mean (``hr_mean_conditioning``) and, for patch training, the
+whole low-res input resized to the patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from helpers.config_schema import ConfigError, ModelConfig
+
+SONG_UNETS = {"SongUNet", "SongUNetPosEmbd", "SongUNetPosLtEmbd"}
+POSITIONAL_UNETS = {"SongUNetPosEmbd", "SongUNetPosLtEmbd"}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupt or does not fit the run; the message names it."""
+
+
+def embedding_channels(model_args: dict[str, Any]) -> int:
+    """Positional-embedding channels the UNet appends to its input."""
+    model_type = model_args.get("model_type", "SongUNetPosEmbd")
+    if model_type not in POSITIONAL_UNETS:
+        return 0
+    return int(model_args.get("N_grid_channels", 4))
+
+
+def conditioning_channels(model: ModelConfig, n_input: int, n_output: int) -> int:
+    """``img_in_channels`` of the network described by ``model``."""
+    channels = n_input + embedding_channels(model.model_args)
+    if model.name != "regression" and model.hr_mean_conditioning:
+        channels += n_output
+    if model.name == "patched_diffusion":
+        channels += n_input
+    return channels
+
+
+def check_spatial_size(shape: Sequence[int], model_args: dict[str, Any], what: str) -> None:
+    """The UNet halves the grid ``len(channel_mult) - 1`` times: each side must be a multiple of
+    ``2**(levels - 1)`` or a smaller power of two."""
+    levels = len(model_args.get("channel_mult", [1, 2, 2, 2, 2]))
+    multiple = 2 ** (levels - 1)
+    for side in shape:
+        power_of_two = side > 0 and side & (side - 1) == 0
+        if not (side % multiple == 0 or (power_of_two and side < multiple)):
+            raise ConfigError(
+                f"{what} {tuple(shape)} is not supported by a UNet with {levels} levels "
+                f"(channel_mult): each side must be a multiple of {multiple}; e.g. "
+                f"{max(multiple, side - side % multiple)} or {side + multiple - side % multiple}"
+            )
+
+
+def build_network(model: ModelConfig, image_shape: Sequence[int], n_input: int, n_output: int,
+                  checkpoint_level: int = 0) -> torch.nn.Module:
+    """A new regression UNet or EDM-preconditioned diffusion network."""
+    args = dict(model.model_args)
+    args.setdefault("model_type", "SongUNetPosEmbd")
+    if checkpoint_level and args["model_type"] in SONG_UNETS:
+        args["checkpoint_level"] = checkpoint_level
+    check_spatial_size(image_shape, args, "image shape")
+    common = dict(
+        img_resolution=[int(s) for s in image_shape],
+        img_in_channels=conditioning_channels(model, n_input, n_output),
+        img_out_channels=n_output,
+    )
+    try:
+        if model.name == "regression":
+            from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
+
+            return CorrDiffRegressionUNet(**common, **args)
+        from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
+
+        if args["model_type"] not in POSITIONAL_UNETS:
+            raise ConfigError(
+                f"model.model_args.model_type={args['model_type']} cannot be trained as a "
+                "diffusion model here: use SongUNetPosEmbd or SongUNetPosLtEmbd"
+            )
+        return EDMPrecondSuperResolution(**common, sigma_data=model.sigma_data, **args)
+    except TypeError as err:
+        raise ConfigError(f"model.model_args: {err}") from err
+
+
+def resolve_checkpoint(path: str | Path, what: str) -> Path:
+    """A ``.mdlus`` file, or the newest one (most samples seen) in a checkpoints directory."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.glob("*.mdlus"), key=_samples_seen)
+        if not found:
+            raise CheckpointError(f"{what}: directory {str(path)!r} holds no .mdlus checkpoint")
+        return found[-1]
+    if not path.is_file():
+        raise CheckpointError(f"{what}: {str(path)!r} does not exist")
+    return path
+
+
+def _samples_seen(path: Path) -> int:
+    try:
+        return int(path.name.split(".")[-2])
+    except (IndexError, ValueError):
+        return -1
+
+
+def load_module(path: str | Path, what: str) -> torch.nn.Module:
+    """Load any physicsnemo module from a ``.mdlus`` file, with a clear error if it is not one."""
+    import physicsnemo
+
+    path = resolve_checkpoint(path, what)
+    try:
+        return physicsnemo.Module.from_checkpoint(str(path))
+    except Exception as err:  # corrupt zip, wrong format, unknown class, ...
+        raise CheckpointError(
+            f"{what}: {str(path)!r} is not a readable physicsnemo checkpoint "
+            f"({type(err).__name__}: {err})"
+        ) from err
+
+
+def load_regression_network(path: str | Path, image_shape: Sequence[int], n_input: int,
+                            n_output: int) -> torch.nn.Module:
+    """The trained regression UNet, frozen, after checking it fits the dataset."""
+    net = load_module(path, "training.io.regression_checkpoint_path")
+    where = f"regression checkpoint {str(resolve_checkpoint(path, 'regression'))!r}"
+    if not hasattr(net, "img_out_channels") or not hasattr(net, "img_in_channels"):
+        raise CheckpointError(f"{where} holds a {type(net).__name__}, not a regression UNet")
+    n_embedding = int(getattr(getattr(net, "model", None), "N_grid_channels", 0) or 0)
+    expected_in = n_input + n_embedding
+    if net.img_out_channels != n_output or net.img_in_channels != expected_in:
+        raise CheckpointError(
+            f"{where} predicts {net.img_out_channels} channels from {net.img_in_channels} "
+            f"input channels, but the dataset has {n_output} output and {n_input} input "
+            f"channels (+{n_embedding} positional); train the regression model on this dataset"
+        )
+    shape = (net.img_shape_y, net.img_shape_x)
+    if tuple(shape) != tuple(image_shape):
+        raise CheckpointError(
+            f"{where} was trained on {shape} images, the dataset has {tuple(image_shape)}"
+        )
+    return net.eval().requires_grad_(False)
+
+
+class PatchEmbeddingOrder(torch.nn.Module):
+    """Give each patch its own positional embedding.
+
+    physicsnemo's random patching lays patches out patch-major (``p * B + b``) while the UNet
+    expands ``global_index`` batch-major, so with several images and patches the embeddings
+    would belong to the wrong patches. Repeating each patch's index per image fixes the order.
+    """
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, img_lr, sigma, global_index=None, **kwargs):
+        if global_index is not None:
+            global_index = global_index.repeat_interleave(x.shape[0] // global_index.shape[0], 0)
+        return self.net(x, img_lr, sigma, global_index=global_index, **kwargs)

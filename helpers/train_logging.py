@@ -1,0 +1,69 @@
+"""What a training run reports: TensorBoard scalars, log lines and a progress bar (rank 0)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+logger = logging.getLogger("train")
+
+
+class TrainingReporter:
+    """Collects step losses and turns them into periodic reports; silent on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, total_samples: int, start_samples: int, enabled: bool):
+        self.enabled = enabled
+        self.total = total_samples
+        self.writer = None
+        self.bar = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            self.bar = tqdm(total=total_samples, initial=start_samples, unit="sample",
+                            dynamic_ncols=True, desc="training")
+        self._reset(start_samples)
+
+    def _reset(self, samples: int) -> None:
+        self._since_samples = samples
+        self._since_time = time.perf_counter()
+        self._losses: list[float] = []
+
+    def step(self, samples: int, loss: float, lr: float) -> None:
+        self._losses.append(loss)
+        if self.bar is not None:
+            self.bar.update(samples - self.bar.n)
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+
+    def report(self, samples: int, lr: float) -> None:
+        """Mean loss and throughput since the last report."""
+        if not self._losses:
+            return
+        elapsed = max(time.perf_counter() - self._since_time, 1e-9)
+        rate = (samples - self._since_samples) / elapsed
+        loss = sum(self._losses) / len(self._losses)
+        if self.enabled:
+            eta = datetime.timedelta(seconds=round((self.total - samples) / max(rate, 1e-9)))
+            logger.info("samples %d/%d  loss %.5f  lr %.3g  %.1f samples/s  ETA %s",
+                        samples, self.total, loss, lr, rate, eta)
+            self.writer.add_scalar("training/loss", loss, samples)
+            self.writer.add_scalar("training/learning_rate", lr, samples)
+            self.writer.add_scalar("training/samples_per_second", rate, samples)
+            self.writer.flush()
+        self._reset(samples)
+
+    def validation(self, samples: int, loss: float) -> None:
+        if self.enabled:
+            logger.info("samples %d/%d  validation loss %.5f", samples, self.total, loss)
+            self.writer.add_scalar("validation/loss", loss, samples)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,345 @@
+"""The CorrDiff training loop: set up, loop, report, checkpoint.
+
+One `Trainer` trains either the regression UNet (loss: squared error of the predicted mean) or
+the residual diffusion model (EDM loss on target minus the frozen regression prediction,
+optionally on random patches). Everything is counted in samples: the learning-rate schedule,
+reporting, validation and checkpoints, so results do not depend on batch size or world size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from datasets.registry import build_dataset
+from helpers.checkpoints import CheckpointStore
+from helpers.config_schema import ConfigError, TrainingConfig
+from helpers.data_order import GlobalBatchSampler
+from helpers.distributed import (
+    all_gather_objects,
+    all_reduce_mean,
+    batch_layout,
+    broadcast_object,
+    is_multi_process,
+)
+from helpers.lr_schedule import learning_rate
+from helpers.models import (
+    CheckpointError,
+    PatchEmbeddingOrder,
+    build_network,
+    check_spatial_size,
+    load_regression_network,
+)
+from helpers.train_logging import TrainingReporter
+
+logger = logging.getLogger("train")
+AMP_DTYPES = {"amp-bf16": torch.bfloat16, "amp-fp16": torch.float16}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradients stayed non-finite for too many steps in a row."""
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    return before // every != after // every
+
+
+class Trainer:
+    """Holds everything one training run needs; `run()` trains until the configured length."""
+
+    def __init__(self, config: TrainingConfig, dist_manager: Any):
+        self.config = config
+        hp, perf, io = config.training.hp, config.training.perf, config.training.io
+        self.hp, self.perf, self.io = hp, perf, io
+        self.device = dist_manager.device
+        self.rank, self.world_size = dist_manager.rank, dist_manager.world_size
+        self.batch_size_per_gpu, self.rounds = batch_layout(
+            hp.total_batch_size, hp.batch_size_per_gpu, self.world_size
+        )
+        self.patched = config.model.name == "patched_diffusion"
+        self.patch_num = hp.patch_num if self.patched else 1
+        self.run_dir = Path(io.checkpoint_dir)
+        self._check_writable()
+        torch.manual_seed(io.seed + self.rank)
+
+        self.dataset = build_dataset(config.dataset)
+        self.valid_dataset = (
+            build_dataset({**config.dataset, **config.validation}) if config.validation else None
+        )
+        self.image_shape = tuple(self.dataset.image_shape())
+        n_in, n_out = len(self.dataset.input_channels()), len(self.dataset.output_channels())
+        self.net = build_network(config.model, self.image_shape, n_in, n_out,
+                                 perf.songunet_checkpoint_level).to(self.device)
+        if perf.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.amp_dtype = AMP_DTYPES.get(perf.fp_optimizations)
+        self.net.amp_mode = self.amp_dtype is not None
+        self.loss_fn, self.patching = self._build_loss(n_in, n_out)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=(0.9, 0.999),
+                                          eps=1e-8)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp_dtype is torch.float16)
+        self.store = CheckpointStore(self.run_dir / f"checkpoints_{config.model.name}",
+                                     type(self.net).__name__, io.save_n_recent_checkpoints)
+        self.fingerprint = {
+            "model": config.model.name,
+            "model_args": config.model.model_args,
+            "hr_mean_conditioning": config.model.hr_mean_conditioning,
+            "inputs": [c.label for c in self.dataset.input_channels()],
+            "outputs": [c.label for c in self.dataset.output_channels()],
+            "image_shape": list(self.image_shape),
+        }
+        self.samples = 0
+        self.nonfinite_streak = 0
+        self._resume()
+
+        self.ddp = None
+        net = self.net
+        if is_multi_process():
+            self.ddp = net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device] if self.device.type == "cuda" else None,
+                broadcast_buffers=False,
+            )
+        if perf.torch_compile:
+            net = torch.compile(net)
+        self.loss_net = PatchEmbeddingOrder(net) if self.patched else net
+        self.batches = iter(self._train_loader())
+
+    # ------------------------------------------------------------------------------ set-up
+    def _check_writable(self) -> None:
+        if self.rank != 0:
+            return
+        probe = self.run_dir / ".write_test"
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(
+                f"training.io.checkpoint_dir={str(self.run_dir)!r} is not writable "
+                f"({err.strerror or err}); choose another with ++training.io.checkpoint_dir=<dir>"
+            ) from err
+
+    def _build_loss(self, n_in: int, n_out: int):
+        from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
+
+        model = self.config.model
+        if model.name == "regression":
+            return RegressionLoss(), None
+        regression = load_regression_network(
+            self.io.regression_checkpoint_path, self.image_shape, n_in, n_out
+        ).to(self.device)
+        regression.amp_mode = self.amp_dtype is not None
+        patching = None
+        if self.patched:
+            from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
+
+            patch_shape = (self.hp.patch_shape_y, self.hp.patch_shape_x)
+            if patch_shape[0] > self.image_shape[0] or patch_shape[1] > self.image_shape[1]:
+                raise ConfigError(
+                    f"training.hp.patch_shape_y/x={patch_shape} is larger than the "
+                    f"{self.image_shape} image; use at most the image size"
+                )
+            check_spatial_size(patch_shape, model.model_args, "training.hp.patch_shape_y/x")
+            patching = RandomPatching2D(img_shape=self.image_shape, patch_shape=patch_shape,
+                                        patch_num=self.patch_num).to(self.device)
+        loss = ResidualLoss(regression_net=regression, P_mean=model.P_mean, P_std=model.P_std,
+                            sigma_data=model.sigma_data,
+                            hr_mean_conditioning=model.hr_mean_conditioning)
+        return loss, patching
+
+    def _train_loader(self) -> DataLoader:
+        sampler = GlobalBatchSampler(
+            len(self.dataset), self.hp.total_batch_size, self.batch_size_per_gpu,
+            self.world_size, self.rank, self.io.seed, start_sample=self.samples,
+        )
+        workers = self.perf.dataloader_workers
+        return DataLoader(
+            self.dataset, batch_size=self.batch_size_per_gpu, sampler=sampler,
+            num_workers=workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0, prefetch_factor=2 if workers else None,
+        )
+
+    # ------------------------------------------------------------------------------ resume
+    def _resume(self) -> None:
+        latest = broadcast_object(self.store.latest() if self.rank == 0 else None)
+        if latest is None:
+            return
+        state = self.store.load(latest, self.net)
+        if state.get("fingerprint") != self.fingerprint:
+            raise CheckpointError(
+                f"checkpoint {str(latest.state_path)!r} was written by a run with a different "
+                f"model or dataset ({state.get('fingerprint')} vs {self.fingerprint}); use a new "
+                "++training.io.checkpoint_dir or delete that directory's checkpoints"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.samples = int(state["samples"])
+        self.nonfinite_streak = int(state.get("nonfinite_streak", 0))
+        rng_states = state["rng"]
+        if len(rng_states) == self.world_size:
+            torch.set_rng_state(rng_states[self.rank]["cpu"])
+            if self.device.type == "cuda" and rng_states[self.rank]["cuda"] is not None:
+                torch.cuda.set_rng_state(rng_states[self.rank]["cuda"], self.device)
+        else:
+            logger.warning("resuming with %d processes instead of %d: random streams restart",
+                           self.world_size, len(rng_states))
+        logger.info("resumed from %s at %d samples", latest.model_path, self.samples)
+
+    def _rng_state(self) -> dict[str, Any]:
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    def save(self) -> None:
+        rng = all_gather_objects(self._rng_state())
+        if self.rank == 0:
+            state = {
+                "samples": self.samples,
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng,
+                "nonfinite_streak": self.nonfinite_streak,
+                "fingerprint": self.fingerprint,
+                "config": self.config.model_dump(),
+            }
+            checkpoint = self.store.save(self.net, state, self.samples)
+            logger.info("saved checkpoint %s", checkpoint.model_path)
+        if is_multi_process():
+            torch.distributed.barrier()
+
+    # ------------------------------------------------------------------------------ loop
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.to(self.device, non_blocking=True)
+        if self.perf.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor
+
+    def _per_sample_loss(self, img_clean: torch.Tensor, img_lr: torch.Tensor) -> torch.Tensor:
+        kwargs = {}
+        if self.patching is not None:
+            self.patching.reset_patch_indices()
+            kwargs["patching"] = self.patching
+        with self._autocast():
+            per_pixel = self.loss_fn(net=self.loss_net, img_clean=img_clean, img_lr=img_lr,
+                                     **kwargs)
+        return per_pixel.float().mean(dim=(1, 2, 3))
+
+    def train_step(self) -> float:
+        """One optimizer step over ``total_batch_size`` samples; returns the mean loss."""
+        lr = learning_rate(self.samples + self.hp.total_batch_size, self.hp.lr,
+                           self.hp.lr_rampup, self.hp.lr_decay, self.hp.lr_decay_rate)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        # Each sample contributes 1 / (total_batch_size * patches); DDP averages over ranks.
+        weight = self.world_size / (self.hp.total_batch_size * self.patch_num)
+        local_loss = torch.zeros((), device=self.device)
+        for round_index in range(self.rounds):
+            img_clean, img_lr = (self._to_device(t) for t in next(self.batches))
+            last = round_index == self.rounds - 1
+            sync = self.ddp.no_sync() if self.ddp is not None and not last else (
+                contextlib.nullcontext())
+            with sync:
+                loss = self._per_sample_loss(img_clean, img_lr).sum() * weight
+                self.scaler.scale(loss).backward()
+            local_loss += loss.detach()
+        loss_value = float(all_reduce_mean(local_loss))
+        self.scaler.unscale_(self.optimizer)
+        threshold = self.hp.grad_clip_threshold or math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), threshold))
+        if not math.isfinite(loss_value) or (
+            not self.scaler.is_enabled() and not math.isfinite(grad_norm)
+        ):
+            self._skip_step(loss_value, grad_norm)
+        else:
+            self.scaler.step(self.optimizer)
+            self.nonfinite_streak = 0
+        self.scaler.update()
+        self.samples += self.hp.total_batch_size
+        self.lr = lr
+        return loss_value
+
+    def _skip_step(self, loss_value: float, grad_norm: float) -> None:
+        self.nonfinite_streak += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        logger.warning("non-finite loss %s or gradient norm %s at %d samples: step skipped "
+                       "(%d in a row)", loss_value, grad_norm, self.samples,
+                       self.nonfinite_streak)
+        if self.nonfinite_streak >= self.hp.max_consecutive_nonfinite:
+            raise TrainingDiverged(
+                f"the loss or gradients were non-finite for {self.nonfinite_streak} steps in a "
+                f"row (at {self.samples} samples); lower training.hp.lr, set "
+                "training.hp.grad_clip_threshold, use fp32, or check the data for NaN"
+            )
+
+    def validate(self) -> float:
+        """Mean loss over a fixed subset of the validation set, with a fixed noise seed."""
+        per_rank = self.batch_size_per_gpu
+        count = min(len(self.valid_dataset), self.io.validation_steps * per_rank * self.world_size)
+        indices = torch.linspace(0, len(self.valid_dataset) - 1, count).round().long().tolist()
+        mine = indices[self.rank::self.world_size]
+        loader = DataLoader(torch.utils.data.Subset(self.valid_dataset, mine),
+                            batch_size=per_rank, num_workers=0)
+        totals = torch.zeros(2, device=self.device)
+        self.net.eval()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.io.seed)
+            for img_clean, img_lr in loader:
+                per_sample = self._per_sample_loss(self._to_device(img_clean),
+                                                   self._to_device(img_lr))
+                totals += torch.stack([per_sample.sum(), torch.tensor(
+                    float(per_sample.numel()), device=self.device)])
+        self.net.train()
+        totals = all_reduce_mean(totals)
+        return float(totals[0] / totals[1].clamp(min=1))
+
+    def run(self) -> Path:
+        """Train until ``training_duration`` samples, then return the checkpoint directory."""
+        duration, io = self.hp.training_duration, self.io
+        if self.samples >= duration:
+            logger.info("training already complete (%d samples) in %s", self.samples,
+                        self.store.directory)
+            return self.store.directory
+        logger.info(
+            "training %s (%s) on %d samples of %s, %d process(es) x %d per batch x %d "
+            "accumulation round(s); outputs in %s", self.config.model.name,
+            type(self.net).__name__, len(self.dataset), tuple(self.image_shape),
+            self.world_size, self.batch_size_per_gpu, self.rounds, self.run_dir.resolve(),
+        )
+        reporter = TrainingReporter(self.run_dir, duration, self.samples, self.rank == 0)
+        self.net.train()
+        try:
+            while self.samples < duration:
+                before = self.samples
+                loss = self.train_step()
+                reporter.step(self.samples, loss, self.lr)
+                done = self.samples >= duration
+                if _crossed(before, self.samples, io.print_progress_freq) or done:
+                    reporter.report(self.samples, self.lr)
+                if self.valid_dataset is not None and (
+                    _crossed(before, self.samples, io.validation_freq) or done
+                ):
+                    reporter.validation(self.samples, self.validate())
+                if _crossed(before, self.samples, io.save_checkpoint_freq) or done:
+                    self.save()
+        finally:
+            reporter.close()
+        logger.info("finished: %d samples; checkpoints in %s", self.samples,
+                    self.store.directory.resolve())
+        return self.store.directory
+
+
+def train(config: TrainingConfig, dist_manager: Any) -> Path:
+    """Build a `Trainer` for a validated config and run it."""
+    return Trainer(config, dist_manager).run()

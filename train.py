@@ -1,0 +1,38 @@
+"""Train a CorrDiff regression, diffusion or patch-based diffusion model.
+
+    python train.py                                            # embedded dataset, regression
+    python train.py --config-name=config_training_mini_regression.yaml ++dataset.data_path=...
+    torchrun --standalone --nproc_per_node=<G> train.py ...    # data parallel (also SLURM/MPI)
+
+Rerunning the same command resumes from the run's latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from helpers.entry import run_guarded
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config_training")
+def main(cfg: DictConfig) -> None:
+    from helpers.config_schema import validate_training_config
+    from helpers.distributed import init_distributed
+    from helpers.training_loop import train
+
+    def job() -> None:
+        config = validate_training_config(cfg)
+        dist_manager = init_distributed()
+        if dist_manager.rank != 0:
+            logging.getLogger().setLevel(logging.WARNING)
+        train(config, dist_manager)
+
+    sys.exit(run_guarded(job))
+
+
+if __name__ == "__main__":
+    main()
