@@ -15,7 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from helpers.entry import run_guarded
+from helpers.entry import quiet_library_warnings, run_guarded
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config_training")
@@ -23,6 +23,8 @@ def main(cfg: DictConfig) -> None:
     from helpers.config_schema import validate_training_config
     from helpers.distributed import init_distributed
     from helpers.training_loop import train
+
+    quiet_library_warnings()
 
     def job() -> None:
         config = validate_training_config(cfg)

@@ -93,8 +93,8 @@ class CheckpointStore:
             old.model_path.unlink(missing_ok=True)
             logger.info("removed old checkpoint %s", old.model_path.name)
 
-    def load(self, checkpoint: Checkpoint, model: torch.nn.Module) -> dict[str, Any]:
-        """Load weights into ``model`` and return the saved training state."""
+    def load_state(self, checkpoint: Checkpoint) -> dict[str, Any]:
+        """The saved training state (optimizer, samples seen, RNG states, ...)."""
         try:
             state = torch.load(checkpoint.state_path, map_location="cpu", weights_only=False)
         except Exception as err:
@@ -103,12 +103,15 @@ class CheckpointStore:
                 f"({type(err).__name__}: {err}); delete it and its .mdlus to resume from the "
                 "previous checkpoint"
             ) from err
+        return state
+
+    def load_weights(self, checkpoint: Checkpoint, model: torch.nn.Module) -> None:
         try:
             model.load(str(checkpoint.model_path), map_location="cpu")
         except Exception as err:
+            reason = str(err).strip().splitlines()[0][:300]
             raise CheckpointError(
                 f"model checkpoint {str(checkpoint.model_path)!r} cannot be loaded into this "
-                f"run's {type(model).__name__} ({type(err).__name__}: {err}); delete it and its "
-                "training_state file, or use another training.io.checkpoint_dir"
+                f"run's {type(model).__name__} ({type(err).__name__}: {reason}); delete it and "
+                "its training_state file, or use another training.io.checkpoint_dir"
             ) from err
-        return state

@@ -164,6 +164,9 @@ class Trainer:
             self.dataset, batch_size=self.batch_size_per_gpu, sampler=sampler,
             num_workers=workers, pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0, prefetch_factor=2 if workers else None,
+            # Its own generator: seeding workers must not draw from the global RNG, which
+            # drives the diffusion noise and is restored exactly on resume.
+            generator=torch.Generator().manual_seed(self.io.seed),
         )
 
     # ------------------------------------------------------------------------------ resume
@@ -171,13 +174,14 @@ class Trainer:
         latest = broadcast_object(self.store.latest() if self.rank == 0 else None)
         if latest is None:
             return
-        state = self.store.load(latest, self.net)
+        state = self.store.load_state(latest)
         if state.get("fingerprint") != self.fingerprint:
             raise CheckpointError(
                 f"checkpoint {str(latest.state_path)!r} was written by a run with a different "
                 f"model or dataset ({state.get('fingerprint')} vs {self.fingerprint}); use a new "
                 "++training.io.checkpoint_dir or delete that directory's checkpoints"
             )
+        self.store.load_weights(latest, self.net)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.samples = int(state["samples"])
