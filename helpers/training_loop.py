@@ -36,10 +36,10 @@ from helpers.models import (
     check_spatial_size,
     load_regression_network,
 )
+from helpers.precision import amp_dtype, autocast
 from helpers.train_logging import TrainingReporter
 
 logger = logging.getLogger("train")
-AMP_DTYPES = {"amp-bf16": torch.bfloat16, "amp-fp16": torch.float16}
 
 
 class TrainingDiverged(RuntimeError):
@@ -78,7 +78,7 @@ class Trainer:
                                  perf.songunet_checkpoint_level).to(self.device)
         if perf.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.amp_dtype = AMP_DTYPES.get(perf.fp_optimizations)
+        self.amp_dtype = amp_dtype(perf.fp_optimizations)
         self.net.amp_mode = self.amp_dtype is not None
         self.loss_fn, self.patching = self._build_loss(n_in, n_out)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=(0.9, 0.999),
@@ -219,8 +219,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ loop
     def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype or torch.float32,
-                              enabled=self.amp_dtype is not None)
+        return autocast(self.device, self.amp_dtype)
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.to(self.device, non_blocking=True)

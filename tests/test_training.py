@@ -238,3 +238,33 @@ def test_unwritable_checkpoint_dir(data_dir, tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match=r"checkpoint_dir=.*file/run' is not writable"):
         make_trainer(tiny_config(data_dir, blocker / "run"))
+
+
+@pytest.mark.parametrize("perf", [
+    {"fp_optimizations": "amp-bf16"},
+    {"fp_optimizations": "amp-fp16"},
+    {"channels_last": True, "songunet_checkpoint_level": 1},
+    {"dataloader_workers": 2},
+])
+def test_performance_options_train_on_cpu(data_dir, tmp_path, perf):
+    config = tiny_config(data_dir, tmp_path, name="diffusion", training_duration=12)
+    config["training"]["io"]["regression_checkpoint_path"] = regression_checkpoint(
+        data_dir, tmp_path, steps=1)
+    config["training"]["perf"].update(perf)
+    trainer = make_trainer(config)
+    assert trainer.net.amp_mode == perf.get("fp_optimizations", "fp32").startswith("amp")
+    assert trainer.scaler.is_enabled() == (perf.get("fp_optimizations") == "amp-fp16")
+    before = weights(trainer)
+    losses = [trainer.train_step() for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    changed = [k for k, v in weights(trainer).items() if not torch.equal(v, before[k])]
+    assert changed, "no parameter was updated"
+
+
+def test_torch_compile_trains_on_cpu(data_dir, tmp_path):
+    config = tiny_config(data_dir, tmp_path, training_duration=8)
+    config["training"]["perf"]["torch_compile"] = True
+    trainer = make_trainer(config)
+    assert trainer.loss_net is not trainer.net  # the compiled wrapper is what trains
+    losses = [trainer.train_step() for _ in range(2)]
+    assert all(torch.isfinite(torch.tensor(losses)))
