@@ -1,1 +1,3 @@
-"""Training, checkpointing and distributed plumbing shared by the entry points."""
+"""Training, generation, checkpointing and distributed plumbing shared by the entry points."""
+
+__version__ = "0.1.0"

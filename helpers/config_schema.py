@@ -16,11 +16,11 @@ class ConfigError(ValueError):
     """The config is invalid; the message names the field and what to set."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """Which network is trained and how it is built (``conf/model/*.yaml``)."""
 
     name: Literal["regression", "diffusion", "patched_diffusion"]
@@ -40,7 +40,7 @@ class ModelConfig(_Strict):
         return args
 
 
-class HyperParameters(_Strict):
+class HyperParameters(StrictModel):
     """``training.hp``: lengths and learning rates are counted in samples, not steps."""
 
     training_duration: int = Field(gt=0)
@@ -64,7 +64,7 @@ class HyperParameters(_Strict):
         return value
 
 
-class Performance(_Strict):
+class Performance(StrictModel):
     """``training.perf``: speed/memory switches; all of them work on CPU and GPU."""
 
     fp_optimizations: Literal["fp32", "amp-bf16", "amp-fp16"] = "fp32"
@@ -74,7 +74,7 @@ class Performance(_Strict):
     songunet_checkpoint_level: int = Field(0, ge=0)
 
 
-class InputOutput(_Strict):
+class InputOutput(StrictModel):
     """``training.io``: where results go and how often things happen (in samples)."""
 
     checkpoint_dir: str
@@ -94,13 +94,13 @@ class InputOutput(_Strict):
         return value
 
 
-class TrainingSection(_Strict):
+class TrainingSection(StrictModel):
     hp: HyperParameters
     perf: Performance = Field(default_factory=Performance)
     io: InputOutput
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(StrictModel):
     """The whole composed training config."""
 
     dataset: dict[str, Any]
@@ -152,10 +152,10 @@ def validate_training_config(config: Any) -> TrainingConfig:
     try:
         return TrainingConfig.model_validate(config)
     except ValidationError as err:
-        raise ConfigError(_describe(err)) from None
+        raise ConfigError(describe_validation_error(err)) from None
 
 
-def _describe(err: ValidationError) -> str:
+def describe_validation_error(err: ValidationError, what: str = "training") -> str:
     problems = []
     for item in err.errors():
         field = ".".join(str(p) for p in item["loc"]) or "config"
@@ -165,4 +165,4 @@ def _describe(err: ValidationError) -> str:
             message = item["msg"].removeprefix("Value error, ")
             problems.append(f"{field}: {message} (got {item.get('input')!r})"
                             if item["type"] != "value_error" or item["loc"] else message)
-    return "invalid training config: " + "; ".join(problems)
+    return f"invalid {what} config: " + "; ".join(problems)

@@ -63,6 +63,16 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return gathered
 
 
+def gather_to_rank0(obj: Any) -> list[Any] | None:
+    """Every rank's value, in rank order, on rank 0; ``None`` elsewhere."""
+    if not is_multi_process():
+        return [obj]
+    rank = dist.get_rank()
+    gathered: list[Any] | None = [None] * dist.get_world_size() if rank == 0 else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's value on every rank."""
     if not is_multi_process():

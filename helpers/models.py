@@ -122,10 +122,12 @@ def load_module(path: str | Path, what: str) -> torch.nn.Module:
 
 
 def load_regression_network(path: str | Path, image_shape: Sequence[int], n_input: int,
-                            n_output: int) -> torch.nn.Module:
+                            n_output: int,
+                            option: str = "training.io.regression_checkpoint_path"
+                            ) -> torch.nn.Module:
     """The trained regression UNet, frozen, after checking it fits the dataset."""
-    net = load_module(path, "training.io.regression_checkpoint_path")
-    where = f"regression checkpoint {str(resolve_checkpoint(path, 'regression'))!r}"
+    net = load_module(path, option)
+    where = f"regression checkpoint {str(resolve_checkpoint(path, option))!r}"
     if not hasattr(net, "img_out_channels") or not hasattr(net, "img_in_channels"):
         raise CheckpointError(f"{where} holds a {type(net).__name__}, not a regression UNet")
     n_embedding = int(getattr(getattr(net, "model", None), "N_grid_channels", 0) or 0)

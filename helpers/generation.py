@@ -1,0 +1,269 @@
+"""Generating CorrDiff ensembles: regression mean once per time, then diffusion members.
+
+Each member's noise comes from its own generator seeded by (base seed, sample index, member), so
+the numbers do not depend on ``seed_batch_size``, on the number of processes or on which other
+times are requested. Members of each time are split across ranks; rank 0 gathers them and writes
+the file one time at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from datasets.registry import build_dataset
+from helpers.config_schema import ConfigError
+from helpers.distributed import broadcast_object, gather_to_rank0, is_multi_process
+from helpers.generation_config import GenerationConfig
+from helpers.models import (
+    CheckpointError,
+    check_spatial_size,
+    embedding_channels,
+    load_module,
+    load_regression_network,
+    resolve_checkpoint,
+)
+from helpers.netcdf_writer import EnsembleWriter
+from helpers.precision import amp_dtype, autocast
+from helpers.time_selection import select_time_indices
+
+logger = logging.getLogger("generate")
+
+
+def member_seed(base_seed: int, sample_index: int, member: int) -> int:
+    """A 32-bit seed unique to one member of one time."""
+    return int(np.random.SeedSequence([base_seed, sample_index, member]).generate_state(1)[0])
+
+
+class EnsembleGenerator:
+    """Loads the dataset and checkpoints for a validated config; `run()` writes the file."""
+
+    def __init__(self, config: GenerationConfig, dist_manager: Any,
+                 attributes: dict[str, str] | None = None):
+        self.config = config
+        gen = self.gen = config.generation
+        self.device = dist_manager.device
+        self.rank, self.world_size = dist_manager.rank, dist_manager.world_size
+        self.dataset = build_dataset(config.dataset)
+        self.indices = select_time_indices(self.dataset.time(), gen.times, gen.times_range)
+        self.image_shape = tuple(self.dataset.image_shape())
+        self.n_in = len(self.dataset.input_channels())
+        self.n_out = len(self.dataset.output_channels())
+        self.amp_dtype = amp_dtype(gen.perf.fp_optimizations)
+        self.regression = self.diffusion = self.patching = None
+        checkpoints = {}
+        self._require_checkpoints()
+        if gen.inference_mode != "diffusion":
+            self.regression = load_regression_network(
+                gen.io.reg_ckpt_filename, self.image_shape, self.n_in, self.n_out,
+                option="generation.io.reg_ckpt_filename").to(self.device)
+            checkpoints["regression_checkpoint"] = str(resolve_checkpoint(
+                gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename").resolve())
+        if gen.inference_mode != "regression":
+            self.diffusion = self._load_diffusion().to(self.device)
+            checkpoints["diffusion_checkpoint"] = str(resolve_checkpoint(
+                gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename").resolve())
+            if gen.patching:
+                self.patching = self._grid_patching()
+        for net in (self.regression, self.diffusion):
+            if net is not None:
+                net.eval().requires_grad_(False)
+                net.amp_mode = self.amp_dtype is not None
+                if gen.perf.channels_last:
+                    net.to(memory_format=torch.channels_last)
+        if gen.perf.torch_compile and self.diffusion is not None:
+            self.diffusion = torch.compile(self.diffusion)
+        self.num_members = 1 if gen.inference_mode == "regression" else gen.num_ensembles
+        # Members go to ranks in whole seed batches, so every batch holds the same members
+        # however many processes run: batched kernels then give the same numbers.
+        batches = [list(range(start, min(start + gen.seed_batch_size, self.num_members)))
+                   for start in range(0, self.num_members, gen.seed_batch_size)]
+        self.my_batches = batches[self.rank::self.world_size]
+        self.attributes = {**(attributes or {}), **checkpoints,
+                           "inference_mode": gen.inference_mode}
+
+    # ------------------------------------------------------------------------------ set-up
+    def _require_checkpoints(self) -> None:
+        """A missing checkpoint usually means that model has not been trained yet: say how."""
+        diffusion_command = "python train.py --config-name=config_training_synthetic_diffusion"
+        wanted = {"regression": ("reg_ckpt_filename", "python train.py"),
+                  "diffusion": ("res_ckpt_filename", diffusion_command)}
+        for model, (option, command) in wanted.items():
+            if {model, self.gen.inference_mode} == {"regression", "diffusion"}:
+                continue
+            path = Path(getattr(self.gen.io, option))
+            if not path.exists() or (path.is_dir() and not any(path.glob("*.mdlus"))):
+                raise CheckpointError(
+                    f"generation.io.{option}={str(path)!r} has no {model} checkpoint; train the "
+                    f"{model} model first (for the embedded dataset: `{command}`) or point "
+                    f"++generation.io.{option} at a .mdlus file")
+
+    def _load_diffusion(self) -> torch.nn.Module:
+        option = "generation.io.res_ckpt_filename"
+        net = load_module(self.gen.io.res_ckpt_filename, option)
+        path = resolve_checkpoint(self.gen.io.res_ckpt_filename, option)
+        where = f"diffusion checkpoint {str(path)!r}"
+        if not hasattr(net, "sigma_data") or not hasattr(net, "img_in_channels"):
+            raise CheckpointError(f"{where} holds a {type(net).__name__}, not an EDM diffusion "
+                                  "model; check generation.io.res_ckpt_filename")
+        resolution = net.img_resolution
+        shape = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+        if shape != self.image_shape:
+            raise CheckpointError(f"{where} was trained on {shape} images, the dataset has "
+                                  f"{self.image_shape}")
+        if net.img_out_channels != self.n_out:
+            raise CheckpointError(f"{where} predicts {net.img_out_channels} channels, the "
+                                  f"dataset has {self.n_out} output channels")
+        n_embedding = embedding_channels(
+            {"model_type": type(net.model).__name__,
+             "N_grid_channels": getattr(net.model, "N_grid_channels", 0)})
+        expected = self._conditioning(self.gen.hr_mean_conditioning, self.gen.patching,
+                                      n_embedding)
+        if net.img_in_channels != expected:
+            options = [
+                f"hr_mean_conditioning={hr}, patching={p}"
+                for hr in (True, False) for p in (False, True)
+                if self._conditioning(hr, p, n_embedding) == net.img_in_channels
+            ]
+            hint = (f"it fits generation.{' and generation.'.join(options[0].split(', '))}"
+                    if options else "it was trained on a different dataset")
+            raise CheckpointError(
+                f"{where} expects {net.img_in_channels} conditioning channels but this dataset "
+                f"and generation.hr_mean_conditioning={self.gen.hr_mean_conditioning}, "
+                f"generation.patching={self.gen.patching} give {expected}; {hint}")
+        return net
+
+    def _conditioning(self, hr_mean: bool, patched: bool, n_embedding: int) -> int:
+        return (self.n_in + n_embedding + (self.n_out if hr_mean else 0)
+                + (self.n_in if patched else 0))
+
+    def _grid_patching(self):
+        from physicsnemo.diffusion.multi_diffusion import GridPatching2D
+
+        gen = self.gen
+        patch = (gen.patch_shape_y, gen.patch_shape_x)
+        if patch[0] > self.image_shape[0] or patch[1] > self.image_shape[1]:
+            raise ConfigError(f"generation.patch_shape_y/x={patch} is larger than the "
+                              f"{self.image_shape} image")
+        if min(patch) <= gen.overlap_pix + 2 * gen.boundary_pix:
+            raise ConfigError(f"generation.patch_shape_y/x={patch} must exceed overlap_pix + 2 x "
+                              f"boundary_pix = {gen.overlap_pix + 2 * gen.boundary_pix}")
+        channel_mult = self._channel_mult()
+        if channel_mult:
+            check_spatial_size(patch, {"channel_mult": channel_mult},
+                               "generation.patch_shape_y/x")
+        return GridPatching2D(img_shape=self.image_shape, patch_shape=patch,
+                              overlap_pix=gen.overlap_pix,
+                              boundary_pix=gen.boundary_pix).to(self.device)
+
+    def _channel_mult(self) -> list[int] | None:
+        """The diffusion UNet's channel multipliers, from the arguments saved with it."""
+        args = getattr(self.diffusion, "_args", {}).get("__args__", {})
+        return args.get("channel_mult")
+
+    # ------------------------------------------------------------------------------ sampling
+    def _regression_mean(self, img_lr: torch.Tensor) -> torch.Tensor:
+        from physicsnemo.diffusion.generate import regression_step
+
+        with autocast(self.device, self.amp_dtype):
+            mean = regression_step(self.regression, img_lr, (1, self.n_out, *self.image_shape))
+        return mean.float()
+
+    def _residuals(self, img_lr: torch.Tensor, mean_hr: torch.Tensor | None,
+                   seeds: list[int]) -> torch.Tensor:
+        from physicsnemo.diffusion.samplers import deterministic_sampler, stochastic_sampler
+        from physicsnemo.diffusion.utils import StackedRandomGenerator
+
+        sampler = self.gen.sampler
+        rnd = StackedRandomGenerator(self.device, seeds)
+        latents = rnd.randn([len(seeds), self.n_out, *self.image_shape], device=self.device)
+        kwargs = dict(randn_like=rnd.randn_like, patching=self.patching,
+                      num_steps=sampler.num_steps, sigma_min=sampler.sigma_min,
+                      sigma_max=sampler.sigma_max, rho=sampler.rho, S_churn=sampler.S_churn,
+                      S_min=sampler.S_min, S_max=sampler.S_max, S_noise=sampler.S_noise)
+        if self.gen.hr_mean_conditioning:
+            kwargs["mean_hr"] = mean_hr
+        batch_lr = img_lr.expand(len(seeds), -1, -1, -1)
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
+            if sampler.type == "stochastic":
+                out = stochastic_sampler(self.diffusion, latents, batch_lr, **kwargs)
+            else:
+                out = deterministic_sampler(self.diffusion, latents, batch_lr,
+                                            solver=sampler.solver, **kwargs)
+        return out.float()
+
+    def predict(self, sample_index: int) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+        """One sample's input, truth and this rank's members (by member number), in physical
+        units."""
+        img_clean, img_lr = self.dataset[sample_index]
+        img_lr_t = torch.as_tensor(img_lr, device=self.device)[None]
+        if self.gen.perf.channels_last:
+            img_lr_t = img_lr_t.contiguous(memory_format=torch.channels_last)
+        mean = self._regression_mean(img_lr_t) if self.regression is not None else None
+        members = {}
+        for batch in self.my_batches:
+            if self.diffusion is None:
+                members[batch[0]] = self.dataset.denormalize_output(mean[0].cpu().numpy())
+                continue
+            seeds = [member_seed(self.gen.seed, sample_index, m) for m in batch]
+            residual = self._residuals(img_lr_t, mean, seeds)
+            values = (residual if mean is None else residual + mean).cpu().numpy()
+            members.update(zip(batch, self.dataset.denormalize_output(values), strict=True))
+        return (self.dataset.denormalize_input(img_lr), self.dataset.denormalize_output(img_clean),
+                members)
+
+    # ------------------------------------------------------------------------------ loop
+    def run(self) -> Path:
+        output = Path(self.gen.io.output_filename)
+        times = [self.dataset.time()[i] for i in self.indices]
+        dynamo = (contextlib.nullcontext() if self.gen.perf.torch_compile
+                  else torch._dynamo.config.patch(disable=True))
+        writer = None
+        if self.rank == 0:
+            writer = EnsembleWriter(
+                output, times, self.num_members, self.dataset.latitude(),
+                self.dataset.longitude(), self.dataset.input_channels(),
+                self.dataset.output_channels(), attributes=self.attributes,
+                resume=self.gen.resume)
+        with dynamo, writer if writer is not None else contextlib.nullcontext():
+            done = broadcast_object(sorted(writer.completed) if writer is not None else None)
+            todo = [k for k in range(len(times)) if k not in set(done)]
+            if self.rank == 0:
+                logger.info("generating %d member(s) for %d time(s) (%d already written) with "
+                            "%d process(es) into %s", self.num_members, len(todo), len(done),
+                            self.world_size, output.resolve())
+            bar = tqdm(total=len(todo) * self.num_members, unit="member", desc="generating",
+                       disable=self.rank != 0, dynamic_ncols=True)
+            for k in todo:
+                inputs, truth, mine = self.predict(self.indices[k])
+                parts = gather_to_rank0(mine)
+                if writer is not None:
+                    members = {m: v for part in parts for m, v in part.items()}
+                    prediction = np.stack([members[m] for m in range(self.num_members)])
+                    writer.write_time(k, inputs, truth, prediction.astype(np.float32))
+                bar.update(self.num_members)
+                bar.set_postfix(time=f"{times[k]:%Y-%m-%d %H:%M}", refresh=False)
+            bar.close()
+        if is_multi_process():
+            torch.distributed.barrier()
+        if self.rank == 0:
+            logger.info("wrote %s", output.resolve())
+        return output
+
+
+def run_attributes(config_yaml: str) -> dict[str, str]:
+    """Provenance recorded in the output file."""
+    import physicsnemo
+
+    from helpers import __version__
+
+    return {"config": config_yaml, "software": f"corrdiff {__version__}, physicsnemo "
+            f"{physicsnemo.__version__}, torch {torch.__version__}",
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}

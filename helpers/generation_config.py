@@ -1,0 +1,111 @@
+"""Typed validation of the generation config (``conf/config_generate*.yaml``), run at start-up."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from helpers.config_schema import ConfigError, StrictModel, describe_validation_error
+
+
+class SamplerConfig(StrictModel):
+    """EDM sampling of the residual. ``stochastic`` is EDM's Heun sampler with churn;
+    ``deterministic`` is the general EDM sampler with a choice of solver (churn optional)."""
+
+    type: Literal["stochastic", "deterministic"] = "stochastic"
+    num_steps: int = Field(18, gt=1)
+    solver: Literal["heun", "euler"] = "heun"
+    sigma_min: float = Field(0.002, gt=0)
+    sigma_max: float = Field(800.0, gt=0)
+    rho: float = Field(7.0, gt=0)
+    S_churn: float = Field(0.0, ge=0)
+    S_min: float = Field(0.0, ge=0)
+    S_max: float = Field(float("inf"), ge=0)
+    S_noise: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SamplerConfig:
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError(f"sampler.sigma_min={self.sigma_min} must be below "
+                             f"sampler.sigma_max={self.sigma_max}")
+        if self.type == "stochastic" and self.solver != "heun":
+            raise ValueError("the stochastic sampler always uses Heun's solver; for Euler use "
+                             "sampler.type=deterministic (set S_churn > 0 to inject noise)")
+        return self
+
+
+class GenerationPerformance(StrictModel):
+    fp_optimizations: Literal["fp32", "amp-bf16", "amp-fp16"] = "fp32"
+    torch_compile: bool = False
+    channels_last: bool = False
+
+
+class GenerationIO(StrictModel):
+    res_ckpt_filename: str | None = None
+    reg_ckpt_filename: str | None = None
+    output_filename: str
+
+
+class GenerationSection(StrictModel):
+    num_ensembles: int = Field(8, gt=0)
+    seed_batch_size: int = Field(4, gt=0)
+    seed: int = 0
+    inference_mode: Literal["regression", "diffusion", "all"] = "all"
+    hr_mean_conditioning: bool = True
+    times: list[str] | None = None
+    times_range: list[Any] | None = None
+    patching: bool = False
+    patch_shape_x: int | None = Field(None, gt=0)
+    patch_shape_y: int | None = Field(None, gt=0)
+    overlap_pix: int = Field(0, ge=0)
+    boundary_pix: int = Field(0, ge=0)
+    resume: bool = False
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    perf: GenerationPerformance = Field(default_factory=GenerationPerformance)
+    io: GenerationIO
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerationSection:
+        if self.times is not None and self.times_range is not None:
+            raise ValueError("generation.times and generation.times_range are mutually "
+                             "exclusive; set one of them to null")
+        if self.times_range is not None and len(self.times_range) != 3:
+            raise ValueError("generation.times_range must be [start, end, step], e.g. "
+                             "['2021-02-01T00:00', '2021-02-02T00:00', '3h']")
+        if self.inference_mode != "regression" and not self.io.res_ckpt_filename:
+            raise ValueError(f"generation.inference_mode={self.inference_mode} needs the "
+                             "diffusion checkpoint: set ++generation.io.res_ckpt_filename=<.mdlus>")
+        if self.inference_mode != "diffusion" and not self.io.reg_ckpt_filename:
+            raise ValueError(f"generation.inference_mode={self.inference_mode} needs the "
+                             "regression checkpoint: set "
+                             "++generation.io.reg_ckpt_filename=<.mdlus>")
+        if self.inference_mode == "diffusion" and self.hr_mean_conditioning:
+            raise ValueError("inference_mode=diffusion runs without a regression mean; set "
+                             "generation.hr_mean_conditioning=false")
+        if self.patching and None in (self.patch_shape_x, self.patch_shape_y):
+            raise ValueError("generation.patching=true needs generation.patch_shape_x and "
+                             "generation.patch_shape_y")
+        return self
+
+
+class GenerationConfig(StrictModel):
+    dataset: dict[str, Any]
+    generation: GenerationSection
+
+
+def validate_generation_config(config: Any) -> GenerationConfig:
+    """Check a composed generation config (an OmegaConf ``DictConfig`` or a plain dict)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(config, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(config))
+        if missing:
+            raise ConfigError(f"config value(s) {missing} are not set; give them on the command "
+                              f"line, e.g. ++{missing[0]}=<value>")
+        config = OmegaConf.to_container(config, resolve=True)
+    config = {k: v for k, v in config.items() if k != "hydra"}
+    try:
+        return GenerationConfig.model_validate(config)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, "generation")) from None

@@ -1,0 +1,333 @@
+"""The NetCDF file written by generation: input, truth and an ensemble of predictions per time.
+
+Layout (CF-1.8, NetCDF4)::
+
+    dims      time, ensemble, y, x
+    /         time(time) CF-encoded, ensemble(ensemble) 0..M-1, lat(y, x), lon(y, x),
+              time_complete(time) int8: 1 once every field of that time is on disk
+    /input      <label>(time, y, x)            every input channel (auxiliary ones have auxiliary=1)
+    /truth      <label>(time, y, x)            NaN where the dataset has no truth
+    /prediction <label>(ensemble, time, y, x)
+
+Group variables use the root dimensions. The file is written one time at a time to
+``<path>.partial`` and renamed to ``<path>`` only once every planned time is complete, so a file
+at ``<path>`` is always whole; ``time_complete`` lets an interrupted run be resumed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+
+from datasets.base import ChannelMetadata
+from helpers.variable_metadata import describe
+
+logger = logging.getLogger(__name__)
+
+TIME_REFERENCE = datetime.datetime(1990, 1, 1)
+TIME_CALENDAR = "standard"
+GROUPS = ("input", "truth", "prediction")
+
+
+class EnsembleWriter:
+    """Write generation output progressively and atomically (see the module docstring).
+
+    ``resume=True`` continues ``<path>.partial`` if it has the same layout (times, ensemble size,
+    channels, grid); ``completed`` then lists the time indices to skip. If only a finished
+    ``<path>`` exists and it matches, every time counts as completed and nothing is rewritten.
+    ``resume=False`` starts a new partial file; an existing ``<path>`` stays untouched until the
+    new one is complete and replaces it.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        times: Sequence[datetime.datetime],
+        num_ensembles: int,
+        latitude: np.ndarray,
+        longitude: np.ndarray,
+        input_channels: Sequence[ChannelMetadata],
+        output_channels: Sequence[ChannelMetadata],
+        attributes: Mapping[str, Any] | None = None,
+        resume: bool = False,
+        compression_level: int = 4,
+    ):
+        self.path = Path(path)
+        self.partial_path = self.path.with_name(self.path.name + ".partial")
+        self.times = [_as_datetime(t) for t in times]
+        self.num_ensembles = int(num_ensembles)
+        self.latitude = np.asarray(latitude, dtype=np.float64)
+        self.longitude = np.asarray(longitude, dtype=np.float64)
+        self.channels = {"input": list(input_channels), "truth": list(output_channels)}
+        self.channels["prediction"] = self.channels["truth"]
+        self.attributes = dict(attributes or {})
+        self.compression_level = int(compression_level)
+        self._validate()
+        self.shape: tuple[int, int] = self.latitude.shape  # type: ignore[assignment]
+        self._completed: set[int] = set()
+        self._append = False  # continue the existing partial file
+        self._finished = False  # resume found a complete final file: nothing to write
+        self._nc: netCDF4.Dataset | None = None
+        if resume:
+            self._inspect_existing()
+
+    def _validate(self) -> None:
+        if not self.times:
+            raise ValueError("times is empty: there is nothing to write")
+        if len(set(self.times)) != len(self.times):
+            raise ValueError("times contains duplicates; every output time must be distinct")
+        if self.num_ensembles < 1:
+            raise ValueError(f"num_ensembles must be >= 1, got {self.num_ensembles}")
+        if self.latitude.ndim != 2 or self.latitude.shape != self.longitude.shape:
+            raise ValueError(
+                f"latitude and longitude must be 2-D (H, W) arrays of one shape, got "
+                f"{self.latitude.shape} and {self.longitude.shape}"
+            )
+        for group in ("input", "truth"):
+            labels = [c.label for c in self.channels[group]]
+            bad = [lb for lb in labels if not lb or "/" in lb or labels.count(lb) > 1]
+            if bad or not labels:
+                raise ValueError(f"{group} channel labels must be unique, non-empty and without "
+                                 f"'/'; got {labels} (invalid or duplicated: {sorted(set(bad))})")
+
+    @property
+    def completed(self) -> set[int]:
+        """Indices into ``times`` on disk: left by an earlier run (resume) or written since."""
+        return set(self._completed)
+
+    @property
+    def is_complete(self) -> bool:
+        return len(self._completed) == len(self.times)
+
+    # -- resume ------------------------------------------------------------------------------
+
+    def _inspect_existing(self) -> None:
+        """Find what an earlier run left: the partial file takes precedence (it is the newest
+        attempt); a finished file that matches means there is nothing left to do."""
+        for candidate, final in ((self.partial_path, False), (self.path, True)):
+            if not candidate.exists():
+                continue
+            try:
+                with netCDF4.Dataset(candidate, "r") as nc:
+                    differences = self._differences(nc)
+                    done = np.flatnonzero(np.asarray(nc["time_complete"][:]) == 1)
+            except (OSError, KeyError, IndexError, AttributeError, RuntimeError) as err:
+                raise ValueError(
+                    f"cannot resume from {candidate}: it is not a readable output file ({err}); "
+                    "delete it or set resume=false"
+                ) from err
+            self._completed = {int(i) for i in done}
+            if final and not self.is_complete:
+                differences.append("the final file is marked incomplete")
+            if differences:
+                raise ValueError(f"cannot resume from {candidate}: it was written for a different "
+                                 f"run ({'; '.join(differences)}); delete it or set resume=false "
+                                 "to start over")
+            self._finished, self._append = final, not final
+            logger.info("resuming %s: %d of %d times already written", candidate,
+                        len(self._completed), len(self.times))
+            return
+
+    def _differences(self, nc: netCDF4.Dataset) -> list[str]:
+        """What about the file at hand does not match this writer's planned layout."""
+        out = []
+        time_var = nc["time"]
+        stored = netCDF4.num2date(
+            time_var[:], time_var.units, calendar=getattr(time_var, "calendar", TIME_CALENDAR),
+            only_use_cftime_datetimes=False, only_use_python_datetimes=True,
+        )
+        if list(stored) != self.times:
+            out.append(f"times: file has {len(stored)} from {stored[0]:%Y-%m-%dT%H:%M}, "
+                       f"this run {len(self.times)} from {self.times[0]:%Y-%m-%dT%H:%M}")
+        if len(nc.dimensions["ensemble"]) != self.num_ensembles:
+            out.append(f"ensemble size: file {len(nc.dimensions['ensemble'])}, "
+                       f"this run {self.num_ensembles}")
+        grid = (len(nc.dimensions["y"]), len(nc.dimensions["x"]))
+        if grid != self.shape:
+            out.append(f"grid shape: file {grid}, this run {self.shape}")
+        elif not (np.array_equal(np.ma.filled(nc["lat"][:], np.nan), self.latitude, True)
+                  and np.array_equal(np.ma.filled(nc["lon"][:], np.nan), self.longitude, True)):
+            out.append("grid: lat/lon differ")
+        for group in ("input", "truth"):
+            stored_labels = list(nc[group].variables)
+            labels = [c.label for c in self.channels[group]]
+            if stored_labels != labels:
+                out.append(f"{group} channels: file {stored_labels}, this run {labels}")
+        return out
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def __enter__(self) -> EnsembleWriter:
+        if self._finished:
+            logger.info("%s is already complete; nothing to write", self.path)
+        elif self._append:
+            self._nc = netCDF4.Dataset(self.partial_path, "a")
+            _no_chunk_cache(self._nc)
+            self._nc.history = f"{_now()}: resumed\n{self._nc.history}"
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._nc = self._create()
+        return self
+
+    def _create(self) -> netCDF4.Dataset:
+        nc = netCDF4.Dataset(self.partial_path, "w", format="NETCDF4")
+        attrs = {k: _attribute(v) for k, v in self.attributes.items()}
+        now = _now()
+        history = f"{now}: written by helpers.netcdf_writer"
+        if "history" in attrs:
+            history += f"\n{attrs.pop('history')}"
+        nc.setncatts({"title": "CorrDiff generation output", **attrs, "Conventions": "CF-1.8",
+                      "history": history, "created": now})
+        n_time, (height, width) = len(self.times), self.shape
+        for name, size in (("time", n_time), ("ensemble", self.num_ensembles),
+                           ("y", height), ("x", width)):
+            nc.createDimension(name, size)
+        values, units = _encode_times(self.times)
+        time_var = nc.createVariable("time", "f8", ("time",))
+        time_var.setncatts({"units": units, "calendar": TIME_CALENDAR, "standard_name": "time"})
+        time_var[:] = values
+        ensemble = nc.createVariable("ensemble", "i4", ("ensemble",))
+        ensemble.long_name = "ensemble member"
+        ensemble[:] = np.arange(self.num_ensembles, dtype=np.int32)
+        for name, data, units, standard in (("lat", self.latitude, "degrees_north", "latitude"),
+                                            ("lon", self.longitude, "degrees_east", "longitude")):
+            var = nc.createVariable(name, "f8", ("y", "x"), fill_value=np.nan, **self._zlib())
+            var.setncatts({"units": units, "standard_name": standard})
+            var[:] = data
+        done = nc.createVariable("time_complete", "i1", ("time",))
+        done.setncatts({"long_name": "all fields of this time are written",
+                        "flag_values": np.array([0, 1], dtype=np.int8),
+                        "flag_meanings": "incomplete complete"})
+        done[:] = np.zeros(n_time, dtype=np.int8)
+        for group_name in GROUPS:
+            group = nc.createGroup(group_name)
+            dims = ("time", "y", "x")
+            chunks = (1, height, width)
+            if group_name == "prediction":
+                dims, chunks = ("ensemble", *dims), (1, *chunks)
+            for channel in self.channels[group_name]:
+                var = group.createVariable(channel.label, "f4", dims, chunksizes=chunks,
+                                           fill_value=np.nan, **self._zlib())
+                var.setncatts(describe(channel.name, channel.level))
+                var.coordinates = "lat lon"  # CF-1.8 resolves these in the parent group
+                if channel.auxiliary:
+                    var.auxiliary = np.int8(1)
+        nc.sync()
+        _no_chunk_cache(nc)
+        return nc
+
+    def _zlib(self) -> dict:
+        if self.compression_level <= 0:
+            return {}
+        return {"compression": "zlib", "complevel": min(self.compression_level, 9),
+                "shuffle": True}
+
+    def write_time(
+        self,
+        index: int,
+        inputs: np.ndarray,
+        truth: np.ndarray | None,
+        prediction: np.ndarray,
+    ) -> None:
+        """Write time ``index``: ``inputs (C_in, H, W)``, ``truth (C_out, H, W)`` or None (NaN),
+        ``prediction (M, C_out, H, W)``, all in physical units. Rewriting a time is allowed; it
+        is marked incomplete while it is being rewritten."""
+        if self._finished:
+            raise RuntimeError(f"{self.path} is already complete; use resume=false to rewrite it")
+        if self._nc is None:
+            raise RuntimeError("use EnsembleWriter inside a `with` block")
+        if not 0 <= index < len(self.times):
+            raise ValueError(f"time index {index} is out of range 0..{len(self.times) - 1}")
+        n_in, n_out = len(self.channels["input"]), len(self.channels["truth"])
+        inputs = _checked("inputs", inputs, (n_in, *self.shape))
+        prediction = _checked("prediction", prediction, (self.num_ensembles, n_out, *self.shape))
+        if truth is not None:
+            truth = _checked("truth", truth, (n_out, *self.shape))
+        nc = self._nc
+        if nc["time_complete"][index] == 1:
+            nc["time_complete"][index] = 0
+            nc.sync()
+        self._completed.discard(index)
+        missing = np.full(self.shape, np.nan, dtype=np.float32)
+        for c, channel in enumerate(self.channels["input"]):
+            nc["input"][channel.label][index] = inputs[c]
+        for c, channel in enumerate(self.channels["truth"]):
+            nc["truth"][channel.label][index] = missing if truth is None else truth[c]
+            nc["prediction"][channel.label][:, index] = prediction[:, c]
+        nc.sync()  # data on disk before the flag says so
+        nc["time_complete"][index] = 1
+        nc.sync()
+        self._completed.add(index)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._nc is not None:
+            self._nc.close()
+            self._nc = None
+        if self._finished or exc_type is not None:
+            return  # on error the partial file stays, for resume=true
+        if self.is_complete:
+            os.replace(self.partial_path, self.path)
+        else:
+            missing = sorted(set(range(len(self.times))) - self._completed)
+            logger.warning("%s left incomplete: %d time(s) not written (first: %s); rerun with "
+                           "resume=true to finish it", self.partial_path, len(missing),
+                           missing[:5])
+
+
+def _no_chunk_cache(nc: netCDF4.Dataset) -> None:
+    """Whole chunks are written once each, so HDF5's per-variable cache (64 MiB by default)
+    would only hold finished fields in memory, growing with the number of channels."""
+    for group in GROUPS:
+        for var in nc[group].variables.values():
+            var.set_var_chunk_cache(size=0, nelems=0, preemption=1.0)
+
+
+def _checked(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {values.shape}")
+    return values
+
+
+def _as_datetime(value: Any) -> datetime.datetime:
+    """Naive UTC datetime from datetime, numpy datetime64 or cftime values."""
+    if isinstance(value, np.datetime64):
+        value = value.astype("datetime64[us]").item()
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+        return value
+    return datetime.datetime(value.year, value.month, value.day, value.hour, value.minute,
+                             value.second, getattr(value, "microsecond", 0))
+
+
+def _encode_times(times: Sequence[datetime.datetime]) -> tuple[np.ndarray, str]:
+    """Offsets from 1990-01-01 in the coarsest unit that holds every time exactly, so decoding
+    gives back the same instants."""
+    deltas = [t - TIME_REFERENCE for t in times]
+    seconds = [d.days * 86400 + d.seconds for d in deltas]
+    reference = f"since {TIME_REFERENCE:%Y-%m-%d %H:%M:%S}"
+    if not any(d.microseconds for d in deltas):
+        for unit, size in (("hours", 3600), ("minutes", 60), ("seconds", 1)):
+            if all(s % size == 0 for s in seconds):
+                values = np.array([s // size for s in seconds], dtype=np.float64)
+                return values, f"{unit} {reference}"
+    return np.array([d.total_seconds() for d in deltas]), f"seconds {reference}"
+
+
+def _attribute(value: Any) -> Any:
+    """NetCDF attributes hold strings and numbers; anything else is stored as its text."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | np.number):
+        return str(value)
+    return value
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

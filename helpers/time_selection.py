@@ -1,0 +1,72 @@
+"""Which of a dataset's samples to generate for: ``generation.times`` or ``times_range``."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from helpers.config_schema import ConfigError
+
+
+def parse_time(text: Any, option: str) -> datetime.datetime:
+    """An ISO 8601 time ("2021-02-03T06:00", "2021-02-03 06:00", trailing Z allowed), naive."""
+    try:
+        stamp = pd.Timestamp(str(text))
+    except ValueError as err:
+        raise ConfigError(f"{option}: {text!r} is not an ISO 8601 time such as "
+                          "'2021-02-03T06:00'") from err
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.to_pydatetime()
+
+
+def parse_step(value: Any) -> datetime.timedelta:
+    """A step as hours (a number) or a duration string ("3h", "30min", "1D")."""
+    try:
+        step = pd.Timedelta(hours=float(value)) if isinstance(value, int | float) else (
+            pd.Timedelta(str(value)))
+    except ValueError as err:
+        raise ConfigError(f"generation.times_range step {value!r} is not a duration such as "
+                          "'3h' or 6") from err
+    if step <= pd.Timedelta(0):
+        raise ConfigError(f"generation.times_range step {value!r} must be positive")
+    return step.to_pytimedelta()
+
+
+def select_time_indices(available: Sequence[datetime.datetime], times: Sequence[str] | None,
+                        times_range: Sequence[Any] | None) -> list[int]:
+    """Sample indices for the requested times, in request order (all samples if neither)."""
+    if times is None and times_range is None:
+        return list(range(len(available)))
+    if times is not None:
+        wanted = [parse_time(t, "generation.times") for t in times]
+    else:
+        start = parse_time(times_range[0], "generation.times_range start")
+        end = parse_time(times_range[1], "generation.times_range end")
+        step = parse_step(times_range[2])
+        if end < start:
+            raise ConfigError(f"generation.times_range ends ({end}) before it starts ({start})")
+        wanted = []
+        while start <= end:
+            wanted.append(start)
+            start += step
+    first_index: dict[datetime.datetime, int] = {}
+    for i, t in enumerate(available):
+        first_index.setdefault(t, i)
+    missing = [t for t in wanted if t not in first_index]
+    if missing:
+        raise ConfigError(_not_available(missing[0], len(missing), sorted(first_index)))
+    return [first_index[t] for t in wanted]
+
+
+def _not_available(time: datetime.datetime, count: int,
+                   available: list[datetime.datetime]) -> str:
+    nearest = sorted(available, key=lambda t: abs(t - time))[:3]
+    listed = ", ".join(f"{t:%Y-%m-%dT%H:%M}" for t in sorted(nearest))
+    span = (f"{available[0]:%Y-%m-%dT%H:%M} .. {available[-1]:%Y-%m-%dT%H:%M}"
+            if available else "none")
+    return (f"requested time {time:%Y-%m-%dT%H:%M} is not in the dataset ({count} requested "
+            f"time(s) missing); nearest available: {listed}; the dataset spans {span}")

@@ -1,0 +1,72 @@
+"""CF attributes (``units``, ``long_name``, ``standard_name``) for channels of our datasets.
+
+Generated files should say what each variable is without the reader knowing the dataset. Only
+names whose units are certain are listed; anything else gets a plain ``long_name`` and no units,
+because a wrong unit is worse than a missing one.
+"""
+
+from __future__ import annotations
+
+import re
+
+# name -> (units, long_name, CF standard_name or "")
+_KNOWN: dict[str, tuple[str, str, str]] = {
+    # HRRR-Mini / synthetic (ECMWF-style short names)
+    "10u": ("m s-1", "10 m eastward wind", "eastward_wind"),
+    "10v": ("m s-1", "10 m northward wind", "northward_wind"),
+    "u10": ("m s-1", "10 m eastward wind", "eastward_wind"),
+    "v10": ("m s-1", "10 m northward wind", "northward_wind"),
+    "2t": ("K", "2 m temperature", "air_temperature"),
+    "t2m": ("K", "2 m temperature", "air_temperature"),
+    "tp": ("mm h-1", "precipitation rate", "lwe_precipitation_rate"),
+    "tcwv": ("kg m-2", "total column water vapour", "atmosphere_mass_content_of_water_vapor"),
+    "msl": ("Pa", "mean sea level pressure", "air_pressure_at_mean_sea_level"),
+    "elev_mean": ("m", "elevation (grid-cell mean)", "surface_altitude"),
+    "lsm_mean": ("1", "land-sea mask (grid-cell mean, 1 = land)", ""),
+    # CWA targets
+    "maximum_radar_reflectivity": ("dBZ", "maximum radar reflectivity", ""),
+    "temperature_2m": ("K", "2 m temperature", "air_temperature"),
+    "eastward_wind_10m": ("m s-1", "10 m eastward wind", "eastward_wind"),
+    "northward_wind_10m": ("m s-1", "10 m northward wind", "northward_wind"),
+    # ERA5 channels of the CWA store (levels in hPa)
+    "geopotential_height": ("m", "geopotential height", "geopotential_height"),
+    "temperature": ("K", "temperature", "air_temperature"),
+    "eastward_wind": ("m s-1", "eastward wind", "eastward_wind"),
+    "northward_wind": ("m s-1", "northward wind", "northward_wind"),
+    # Units differ between stores (m per hour, mm per hour, ...): described, not unit-labelled.
+    "precipitation": ("", "precipitation", ""),
+}
+_TRAILING_LEVEL = re.compile(r"^(?P<name>.*\D)(?P<level>\d+)$")
+
+
+def describe(name: str, level: str = "") -> dict[str, str]:
+    """Attributes for channel ``name`` at ``level``; ``name`` may also be a label such as
+    ``temperature850`` (a trailing number is taken as the level when the full label is unknown).
+
+    Returns ``long_name`` always, ``units``/``standard_name`` only when known. Numeric levels are
+    pressure levels in hPa (as in the CWA store).
+    """
+    level = str(level).strip()
+    entry = _KNOWN.get(name)
+    if entry is None and not level:
+        match = _TRAILING_LEVEL.match(name)
+        if match and match["name"] in _KNOWN:
+            name, level = match["name"], match["level"]
+            entry = _KNOWN[name]
+    if entry is None:
+        return {"long_name": f"{name} at {_level_text(level)}" if level else name}
+    units, long_name, standard_name = entry
+    attrs = {"long_name": f"{long_name} at {_level_text(level)}" if level else long_name}
+    if units:
+        attrs["units"] = units
+    if standard_name:
+        attrs["standard_name"] = standard_name
+    return attrs
+
+
+def _level_text(level: str) -> str:
+    try:
+        float(level)
+    except ValueError:
+        return level
+    return f"{level} hPa"

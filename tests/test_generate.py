@@ -1,0 +1,275 @@
+"""Generation: output layout and values, determinism, modes, patching, resume, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+
+from datasets.registry import build_dataset
+from helpers.config_schema import ConfigError, validate_training_config
+from helpers.distributed import init_distributed
+from helpers.generation import EnsembleGenerator
+from helpers.generation_config import validate_generation_config
+from helpers.models import CheckpointError
+from helpers.training_loop import Trainer
+from tests.generation_fixtures import generation_config, train_tiny_models
+from tests.training_fixtures import TINY_ARCH, tiny_config
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("gen_data")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(data_dir, tmp_path_factory):
+    return train_tiny_models(data_dir, tmp_path_factory.mktemp("gen_models"))
+
+
+def generate(config: dict, attributes=None):
+    generator = EnsembleGenerator(validate_generation_config(copy.deepcopy(config)),
+                                  init_distributed(), attributes)
+    return generator.run(), generator
+
+
+def read(path, group):
+    with xr.open_dataset(path, group=group) as ds:
+        return ds.load()
+
+
+def test_output_layout_and_values(data_dir, checkpoints, tmp_path):
+    out = tmp_path / "out.nc"
+    path, generator = generate(generation_config(data_dir, checkpoints, out),
+                               attributes={"config": "dataset: ..."})
+    assert path == out and out.is_file() and not out.with_name("out.nc.partial").exists()
+    dataset = generator.dataset
+    with netCDF4.Dataset(out) as nc:
+        assert set(nc.groups) == {"input", "truth", "prediction"}
+        assert {d: len(v) for d, v in nc.dimensions.items()} == {
+            "time": len(dataset), "ensemble": 3, "y": 32, "x": 32}
+        assert nc["lat"].standard_name == "latitude" and nc["lon"].units == "degrees_east"
+        assert nc["prediction"]["2t"].units == "K" and nc["truth"]["10u"].units == "m s-1"
+        assert nc.getncattr("config") == "dataset: ..."
+        assert nc.getncattr("diffusion_checkpoint").endswith(".mdlus")
+        assert nc.getncattr("inference_mode") == "all"
+    truth, inputs, prediction = read(out, "truth"), read(out, "input"), read(out, "prediction")
+    root = read(out, None)
+    assert list(root.time.values.astype("datetime64[s]").astype(object)) == dataset.time()
+    np.testing.assert_allclose(root.lat.values, dataset.latitude(), rtol=1e-6)
+    for k in range(len(dataset)):
+        img_clean, img_lr = dataset[k]
+        np.testing.assert_allclose(truth["2t"].values[k], dataset.denormalize_output(img_clean)[1],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(inputs["tcwv"].values[k],
+                                   dataset.denormalize_input(img_lr)[4], rtol=1e-4, atol=1e-3)
+    assert prediction["10u"].dims == ("ensemble", "time", "y", "x")
+    assert np.isfinite(prediction["10u"].values).all()
+    members = prediction["2t"].values[:, 0]
+    assert not np.allclose(members[0], members[1])  # members get different noise
+    assert not np.allclose(prediction["2t"].values[0, 0], prediction["2t"].values[0, 1])
+
+
+def test_same_seed_same_numbers_regardless_of_batching(data_dir, checkpoints, tmp_path):
+    base = generation_config(data_dir, checkpoints, tmp_path / "a.nc", times=None)
+    generate(base)
+    rebatched = copy.deepcopy(base)
+    rebatched["generation"].update(seed_batch_size=1)
+    rebatched["generation"]["io"]["output_filename"] = str(tmp_path / "b.nc")
+    generate(rebatched)
+    reseeded = copy.deepcopy(base)
+    reseeded["generation"].update(seed=1)
+    reseeded["generation"]["io"]["output_filename"] = str(tmp_path / "c.nc")
+    generate(reseeded)
+    a, b, c = (read(tmp_path / f"{n}.nc", "prediction")["2t"].values for n in "abc")
+    # Identical noise; batched convolutions may differ from single ones in the last bits.
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(a, c)
+
+
+def test_time_selection_and_noise_per_time(data_dir, checkpoints, tmp_path):
+    dataset_times = build_dataset(
+        generation_config(data_dir, checkpoints, tmp_path / "x.nc")["dataset"]).time()
+    one = generation_config(data_dir, checkpoints, tmp_path / "one.nc",
+                            times=[f"{dataset_times[2]:%Y-%m-%dT%H:%M}"])
+    generate(one)
+    all_times = generation_config(data_dir, checkpoints, tmp_path / "all.nc")
+    generate(all_times)
+    single, full = read(tmp_path / "one.nc", "prediction"), read(tmp_path / "all.nc", "prediction")
+    assert single.sizes["time"] == 1
+    # A time's members do not depend on which other times are generated.
+    np.testing.assert_array_equal(single["2t"].values[:, 0], full["2t"].values[:, 2])
+    ranged = generation_config(data_dir, checkpoints, tmp_path / "r.nc", times_range=[
+        f"{dataset_times[0]:%Y-%m-%dT%H:%M}", f"{dataset_times[1]:%Y-%m-%dT%H:%M}", "1h"])
+    generate(ranged)
+    assert read(tmp_path / "r.nc", None).sizes["time"] == 2
+
+
+def test_regression_mode_writes_the_mean_once(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "reg.nc",
+                               inference_mode="regression")
+    config["generation"]["io"]["res_ckpt_filename"] = None
+    generate(config)
+    regression = read(tmp_path / "reg.nc", "prediction")
+    assert regression.sizes["ensemble"] == 1
+    full = generation_config(data_dir, checkpoints, tmp_path / "all.nc",
+                             sampler={"num_steps": 4, "sigma_max": 1e-3, "sigma_min": 1e-4})
+    generate(full)
+    # With (almost) no noise to remove, CorrDiff's members collapse onto the regression mean.
+    members = read(tmp_path / "all.nc", "prediction")["2t"].values
+    np.testing.assert_allclose(members, np.broadcast_to(regression["2t"].values, members.shape),
+                               atol=0.05)
+
+
+def test_diffusion_only_mode_needs_no_regression(data_dir, tmp_path):
+    training = tiny_config(data_dir, tmp_path / "plain", name="diffusion", training_duration=8)
+    training["model"]["hr_mean_conditioning"] = False
+    training["validation"] = None
+    # A diffusion model trained on the residual of a regression still samples without it.
+    regression = tiny_config(data_dir, tmp_path / "plain", training_duration=4)
+    Trainer(validate_training_config(regression), init_distributed()).run()
+    training["training"]["io"]["regression_checkpoint_path"] = str(
+        tmp_path / "plain/checkpoints_regression")
+    Trainer(validate_training_config(training), init_distributed()).run()
+    checkpoints = {"regression": None,
+                   "diffusion": str(tmp_path / "plain/checkpoints_diffusion")}
+    config = generation_config(data_dir, checkpoints, tmp_path / "diff.nc",
+                               inference_mode="diffusion", hr_mean_conditioning=False)
+    generate(config)
+    assert read(tmp_path / "diff.nc", "prediction").sizes["ensemble"] == 3
+
+
+def test_patch_based_generation(data_dir, tmp_path):
+    checkpoints = train_tiny_models(data_dir, tmp_path / "patched", patched=True)
+    config = generation_config(data_dir, checkpoints, tmp_path / "patched.nc", patching=True,
+                               patch_shape_x=16, patch_shape_y=16, overlap_pix=4,
+                               boundary_pix=2)
+    generate(config)
+    prediction = read(tmp_path / "patched.nc", "prediction")
+    assert prediction["2t"].shape == (3, 4, 32, 32)
+    assert np.isfinite(prediction["2t"].values).all()
+    unpatched = copy.deepcopy(config)
+    unpatched["generation"]["patching"] = False
+    with pytest.raises(CheckpointError, match=r"expects .* conditioning channels.*fits "
+                                              r"generation.hr_mean_conditioning=True and "
+                                              r"generation.patching=True"):
+        generate(unpatched)
+
+
+def test_resume_after_interruption(data_dir, checkpoints, tmp_path, monkeypatch):
+    config = generation_config(data_dir, checkpoints, tmp_path / "res.nc")
+    reference = copy.deepcopy(config)
+    reference["generation"]["io"]["output_filename"] = str(tmp_path / "ref.nc")
+    generate(reference)
+    calls = {"n": 0}
+    original = EnsembleGenerator.predict
+
+    def flaky(self, index):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, index)
+
+    monkeypatch.setattr(EnsembleGenerator, "predict", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate(config)
+    assert not (tmp_path / "res.nc").exists()
+    assert (tmp_path / "res.nc.partial").exists()
+    monkeypatch.setattr(EnsembleGenerator, "predict", original)
+    resumed = copy.deepcopy(config)
+    resumed["generation"]["resume"] = True
+    seen = []
+    monkeypatch.setattr(EnsembleGenerator, "predict",
+                        lambda self, index: seen.append(index) or original(self, index))
+    generate(resumed)
+    assert seen == [2, 3]  # only the times not yet written
+    np.testing.assert_array_equal(read(tmp_path / "res.nc", "prediction")["2t"].values,
+                                  read(tmp_path / "ref.nc", "prediction")["2t"].values)
+
+
+def test_legacy_checkpoint_classes_load(data_dir, tmp_path):
+    import warnings
+
+    from physicsnemo.diffusion.preconditioners import EDMPrecondSR
+    from physicsnemo.models.diffusion_unets import UNet
+
+    arch = dict(TINY_ARCH)
+    n_in, n_out, grid = 8, 2, 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        regression = UNet(img_resolution=[32, 32], img_in_channels=n_in + grid,
+                          img_out_channels=n_out, **arch)
+        diffusion = EDMPrecondSR(img_resolution=[32, 32], img_channels=n_out,
+                                 img_in_channels=n_in + grid + n_out, img_out_channels=n_out,
+                                 scale_cond_input=False, **arch)
+    paths = {"regression": str(tmp_path / "UNet.0.0.mdlus"),
+             "diffusion": str(tmp_path / "EDMPrecondSR.0.0.mdlus")}
+    regression.save(paths["regression"])
+    diffusion.save(paths["diffusion"])
+    generate(generation_config(data_dir, paths, tmp_path / "legacy.nc", num_ensembles=2))
+    assert read(tmp_path / "legacy.nc", "prediction").sizes["ensemble"] == 2
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_missing_checkpoint_says_which_training_to_run(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc")
+    config["generation"]["io"]["res_ckpt_filename"] = str(tmp_path / "nothing")
+    with pytest.raises(CheckpointError, match=r"res_ckpt_filename=.*nothing' has no diffusion "
+                                              r"checkpoint.*config_training_synthetic_diffusion"):
+        generate(config)
+
+
+def test_not_a_checkpoint(data_dir, checkpoints, tmp_path):
+    bogus = tmp_path / "bogus.mdlus"
+    bogus.write_bytes(b"\x00" * 64)
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc")
+    config["generation"]["io"]["reg_ckpt_filename"] = str(bogus)
+    with pytest.raises(CheckpointError, match=r"bogus.mdlus' is not a readable physicsnemo"):
+        generate(config)
+
+
+def test_checkpoint_channels_must_match_dataset(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc")
+    config["dataset"]["output_variables"] = ["10u", "10v", "2t"]
+    with pytest.raises(CheckpointError, match=r"predicts 2 channels.*dataset has 3 output"):
+        generate(config)
+
+
+def test_resolution_must_match(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc",
+                               inference_mode="diffusion", hr_mean_conditioning=False)
+    config["generation"]["io"]["reg_ckpt_filename"] = None
+    big = tmp_path / "big"
+    from datasets.synthetic import generate_synthetic_dataset
+    from tests.test_synthetic import TINY
+
+    generate_synthetic_dataset(big, **{**TINY, "window_size": 64, "domain_size": 96})
+    config["dataset"].update(data_path=str(big / "valid.nc"), stats_path=str(big / "stats.json"))
+    with pytest.raises(CheckpointError, match=r"trained on \(32, 32\) images, the dataset has "
+                                              r"\(64, 64\)"):
+        generate(config)
+
+
+def test_unknown_time_lists_nearest(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc",
+                               times=["1999-01-01T00:00"])
+    with pytest.raises(ConfigError, match=r"1999-01-01T00:00 is not in the dataset.*nearest "
+                                          r"available: "):
+        generate(config)
+
+
+def test_times_and_range_are_exclusive(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc", times=["2023-01-01"],
+                               times_range=["2023-01-01", "2023-01-02", "1h"])
+    with pytest.raises(ConfigError, match="mutually exclusive"):
+        validate_generation_config(config)
+
+
+def test_mode_needs_its_checkpoint(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc")
+    config["generation"]["io"]["res_ckpt_filename"] = None
+    with pytest.raises(ConfigError, match=r"inference_mode=all needs the diffusion checkpoint"):
+        validate_generation_config(config)
