@@ -125,5 +125,25 @@ class DownscalingDataset(Dataset, ABC):
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+class ZScoredDataset(DownscalingDataset):
+    """A dataset normalised by per-channel z-scores: subclasses set ``input_normalizer`` and
+    ``output_normalizer`` and get the four (de)normalisation methods."""
+
+    input_normalizer: ChannelNormalizer
+    output_normalizer: ChannelNormalizer
+
+    def normalize_input(self, x: ArrayLike) -> ArrayLike:
+        return self.input_normalizer.normalize(x)
+
+    def denormalize_input(self, x: ArrayLike) -> ArrayLike:
+        return self.input_normalizer.denormalize(x)
+
+    def normalize_output(self, x: ArrayLike) -> ArrayLike:
+        return self.output_normalizer.normalize(x)
+
+    def denormalize_output(self, x: ArrayLike) -> ArrayLike:
+        return self.output_normalizer.denormalize(x)
+
+
 class DataError(ValueError):
     """Bad or inconsistent input data; the message names the file/variable and the fix."""

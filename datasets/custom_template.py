@@ -53,11 +53,10 @@ from pathlib import Path
 import numpy as np
 
 from datasets.base import (
-    ArrayLike,
     ChannelMetadata,
     ChannelNormalizer,
     DataError,
-    DownscalingDataset,
+    ZScoredDataset,
 )
 from datasets.hrrrmini_format import RunningMoments
 from datasets.interpolation import upsample_bilinear
@@ -66,7 +65,7 @@ from datasets.xarray_pairs import PairedData, check_finite, parse_variables
 log = logging.getLogger(__name__)
 
 
-class PairedXarrayDataset(DownscalingDataset):
+class PairedXarrayDataset(ZScoredDataset):
     """Whole-grid samples from a coarse and a fine xarray dataset, paired by time."""
 
     def __init__(
@@ -169,10 +168,10 @@ class PairedXarrayDataset(DownscalingDataset):
             return [float(table[n][key]) for n in names]
 
         try:
-            self._in_norm = ChannelNormalizer(
+            self.input_normalizer = ChannelNormalizer(
                 *(column("input", self.input_variables, k)
                   + column("invariant", self.invariant_variables, k) for k in ("mean", "std")))
-            self._out_norm = ChannelNormalizer(
+            self.output_normalizer = ChannelNormalizer(
                 *(column("output", self.output_variables, k) for k in ("mean", "std")))
         except (ValueError, KeyError, TypeError) as err:
             raise DataError(f"{source}: bad statistics: {err}") from err
@@ -196,18 +195,6 @@ class PairedXarrayDataset(DownscalingDataset):
 
     def longitude(self) -> np.ndarray:
         return self._latlon[1].copy() if self._latlon else super().longitude()
-
-    def normalize_input(self, x: ArrayLike) -> ArrayLike:
-        return self._in_norm.normalize(x)
-
-    def denormalize_input(self, x: ArrayLike) -> ArrayLike:
-        return self._in_norm.denormalize(x)
-
-    def normalize_output(self, x: ArrayLike) -> ArrayLike:
-        return self._out_norm.normalize(x)
-
-    def denormalize_output(self, x: ArrayLike) -> ArrayLike:
-        return self._out_norm.denormalize(x)
 
     def __len__(self) -> int:
         return len(self._indices)

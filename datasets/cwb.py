@@ -22,11 +22,10 @@ import numpy as np
 import zarr
 
 from datasets.base import (
-    ArrayLike,
     ChannelMetadata,
     ChannelNormalizer,
     DataError,
-    DownscalingDataset,
+    ZScoredDataset,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ V2_TARGET_STATS_BY_INDEX = {0: (25.0, 25.0), 2: (0.0, 20.0), 3: (0.0, 20.0)}
 NORMALIZATIONS = ("v1", "v2")
 
 
-class CWADataset(DownscalingDataset):
+class CWADataset(ZScoredDataset):
     """Reader for the CWA zarr layout; channel options are indices into ``cwb``/``era5``."""
 
     def __init__(
@@ -181,8 +180,8 @@ class CWADataset(DownscalingDataset):
                 if channel in overrides:
                     out_center[i], out_scale[i] = overrides[channel]
         try:
-            self._input_norm = ChannelNormalizer(in_center, in_scale)
-            self._output_norm = ChannelNormalizer(out_center, out_scale)
+            self.input_normalizer = ChannelNormalizer(in_center, in_scale)
+            self.output_normalizer = ChannelNormalizer(out_center, out_scale)
         except ValueError as err:
             raise DataError(f"{self.data_path!r}: era5/cwb statistics: {err}") from err
 
@@ -223,18 +222,6 @@ class CWADataset(DownscalingDataset):
         rows, cols = self._crop
         return np.asarray(self._group()[name][:rows, :cols], dtype=np.float32)
 
-    def normalize_input(self, x: ArrayLike) -> ArrayLike:
-        return self._input_norm.normalize(x)
-
-    def denormalize_input(self, x: ArrayLike) -> ArrayLike:
-        return self._input_norm.denormalize(x)
-
-    def normalize_output(self, x: ArrayLike) -> ArrayLike:
-        return self._output_norm.normalize(x)
-
-    def denormalize_output(self, x: ArrayLike) -> ArrayLike:
-        return self._output_norm.denormalize(x)
-
     def __len__(self) -> int:
         return int(self._indices.size)
 
@@ -244,7 +231,7 @@ class CWADataset(DownscalingDataset):
         t = int(self._indices[int(idx) % len(self)])
         target = self._read("cwb", t, self.out_channels, self._cwb_meta)
         inputs = self._read("era5", t, self.in_channels, self._era5_meta)
-        return self._output_norm.normalize(target), self._input_norm.normalize(inputs)
+        return self.output_normalizer.normalize(target), self.input_normalizer.normalize(inputs)
 
     # ----------------------------------------------------------------------------- reading
     def _group(self) -> zarr.Group:

@@ -21,11 +21,10 @@ import netCDF4
 import numpy as np
 
 from datasets.base import (
-    ArrayLike,
     ChannelMetadata,
     ChannelNormalizer,
     DataError,
-    DownscalingDataset,
+    ZScoredDataset,
 )
 from datasets.interpolation import upsample_bilinear
 
@@ -35,7 +34,7 @@ COORDINATE_NAMES = ("lat", "lon")
 CHUNK_CACHE_BYTES = 1 << 20
 
 
-class HRRRMiniDataset(DownscalingDataset):
+class HRRRMiniDataset(ZScoredDataset):
     """Reader for the HRRR-Mini layout; ``None`` variable lists mean "all, in file order"."""
 
     def __init__(
@@ -172,8 +171,8 @@ class HRRRMiniDataset(DownscalingDataset):
         inv_mean, inv_std = moments("invariant", self.invariant_variables)
         out_mean, out_std = moments("output", self.output_variables)
         try:
-            self._input_norm = ChannelNormalizer(in_mean + inv_mean, in_std + inv_std)
-            self._output_norm = ChannelNormalizer(out_mean, out_std)
+            self.input_normalizer = ChannelNormalizer(in_mean + inv_mean, in_std + inv_std)
+            self.output_normalizer = ChannelNormalizer(out_mean, out_std)
         except ValueError as err:
             raise DataError(f"{self.stats_path!r}: {err}") from err
         inv_norm = ChannelNormalizer(inv_mean, inv_std) if self.invariant_variables else None
@@ -221,18 +220,6 @@ class HRRRMiniDataset(DownscalingDataset):
         (row, col), (H, W) = (self._coords[0] if len(self) else (0, 0)), self._hr_shape
         return grid[row:row + H, col:col + W].copy()
 
-    def normalize_input(self, x: ArrayLike) -> ArrayLike:
-        return self._input_norm.normalize(x)
-
-    def denormalize_input(self, x: ArrayLike) -> ArrayLike:
-        return self._input_norm.denormalize(x)
-
-    def normalize_output(self, x: ArrayLike) -> ArrayLike:
-        return self._output_norm.normalize(x)
-
-    def denormalize_output(self, x: ArrayLike) -> ArrayLike:
-        return self._output_norm.denormalize(x)
-
     def __len__(self) -> int:
         return len(self._times)
 
@@ -250,8 +237,8 @@ class HRRRMiniDataset(DownscalingDataset):
         if self.invariant_variables:
             (row, col), (H, W) = self._coords[idx], self._hr_shape
             img_lr[n_in:] = self._invariants_normalized[:, row:row + H, col:col + W]
-        img_lr[:n_in] = self._input_norm.normalize(img_lr)[:n_in]
-        img_clean = self._output_norm.normalize(target).astype(np.float32, copy=False)
+        img_lr[:n_in] = self.input_normalizer.normalize(img_lr)[:n_in]
+        img_clean = self.output_normalizer.normalize(target).astype(np.float32, copy=False)
         return img_clean, img_lr
 
     # ----------------------------------------------------------------------------- reading
