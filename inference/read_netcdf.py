@@ -1,0 +1,159 @@
+"""Open a file written by ``generate.py`` as one lazily loaded :class:`xarray.Dataset`.
+
+The file keeps input, truth and prediction in NetCDF groups (see ``helpers/netcdf_writer.py``).
+Every reader here (scoring, spectra, plots) wants them side by side, so the groups are merged
+into one dataset and each variable is renamed ``<group>_<channel>``::
+
+    input_2t       (time, y, x)             interpolated coarse input (auxiliary=1 for statics)
+    truth_2t       (time, y, x)
+    prediction_2t  (ensemble, time, y, x)
+    coords         time (decoded), ensemble, lat(y, x), lon(y, x); data var time_complete(time)
+
+A prefix rather than a ``source`` dimension because input and truth need not share channels and
+prediction alone has ``ensemble``. Each variable keeps its attributes plus ``group`` and
+``channel``, so ``channels(ds, "truth")`` recovers the labels even when a label contains ``_``.
+Nothing is read until values are asked for, so slicing a few times keeps memory small.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import xarray as xr
+
+GROUPS = ("input", "truth", "prediction")
+FIELD_DIMS = ("time", "y", "x")
+
+
+class GeneratedFileError(ValueError):
+    """The file is missing or is not a complete generation output (message says which)."""
+
+
+def open_generated(
+    path: str | os.PathLike, require: tuple[str, ...] = ("truth", "prediction")
+) -> xr.Dataset:
+    """Check the layout, then merge root and groups lazily (layout in the module docstring).
+
+    ``require`` lists the groups that must exist; ``input`` is optional by default because
+    only the baselines and plots use it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GeneratedFileError(f"{path}: no such file")
+    groups = _check_layout(path, require)
+    try:
+        root = xr.open_dataset(path, engine="netcdf4")
+        parts = [root.set_coords([c for c in ("lat", "lon") if c in root.variables])]
+        for group in groups:
+            part = xr.open_dataset(path, engine="netcdf4", group=group)
+            renamed = {}
+            for name, var in part.data_vars.items():
+                var.attrs.update(group=group, channel=name)
+                renamed[name] = f"{group}_{name}"
+            parts.append(part.rename_vars(renamed))
+        merged = xr.merge(parts, compat="override", join="exact", combine_attrs="override")
+    except (OSError, ValueError, KeyError) as err:
+        raise GeneratedFileError(f"{path}: cannot read it as a generation output ({err})") from err
+    merged.attrs["source_file"] = str(path)
+
+    def close() -> None:
+        for part in parts:
+            part.close()
+
+    merged.set_close(close)
+    return merged
+
+
+def _check_layout(path: Path, require: tuple[str, ...]) -> list[str]:
+    """Validate with netCDF4 first, so every problem gets a one-line message naming it."""
+    try:
+        nc = netCDF4.Dataset(path, "r")
+    except OSError as err:
+        raise GeneratedFileError(f"{path}: not a readable NetCDF file ({err})") from err
+    with nc:
+        present = [g for g in GROUPS if g in nc.groups]
+        missing = [g for g in require if g not in present]
+        if missing:
+            raise GeneratedFileError(
+                f"{path}: group(s) {missing} missing (found {sorted(nc.groups)}); expected the "
+                f"groups {list(GROUPS)} written by generate.py")
+        shapes: dict[str, dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] = {}
+        for group in present:
+            shapes[group] = {n: (v.dimensions, v.shape) for n, v in nc[group].variables.items()}
+        if "time" not in nc.variables:
+            raise GeneratedFileError(f"{path}: no root 'time' variable; not a generation output")
+    for group in ("input", "truth"):
+        for name, (dims, _) in shapes.get(group, {}).items():
+            if dims != FIELD_DIMS:
+                raise GeneratedFileError(f"{path}: {group}/{name} has dimensions {dims}, "
+                                         f"expected {FIELD_DIMS}")
+    if "truth" in shapes and "prediction" in shapes:
+        _check_pairs(path, shapes["truth"], shapes["prediction"])
+    return present
+
+
+def _check_pairs(path: Path, truth: dict, prediction: dict) -> None:
+    if sorted(truth) != sorted(prediction):
+        raise GeneratedFileError(f"{path}: truth channels {sorted(truth)} differ from prediction "
+                                 f"channels {sorted(prediction)}")
+    expected = ("ensemble", *FIELD_DIMS)
+    for name, (dims, shape) in prediction.items():
+        if "ensemble" not in dims:
+            raise GeneratedFileError(f"{path}: prediction/{name} has no ensemble dimension "
+                                     f"(dimensions {dims}); expected {expected}")
+        if shape[1:] != truth[name][1]:
+            raise GeneratedFileError(
+                f"{path}: shapes differ for {name}: truth {truth[name][1]} (time, y, x) vs "
+                f"prediction {shape} (ensemble, time, y, x)")
+        if dims != expected:
+            raise GeneratedFileError(f"{path}: prediction/{name} has dimensions {dims}, "
+                                     f"expected {expected}")
+
+
+def channels(ds: xr.Dataset, group: str) -> list[str]:
+    """Channel labels of ``group`` in file order (``[]`` when the group is absent)."""
+    return [str(v.attrs["channel"]) for v in ds.data_vars.values()
+            if v.attrs.get("group") == group]
+
+
+def weather_channels(ds: xr.Dataset, group: str = "input") -> list[str]:
+    """Channels of ``group`` that are not auxiliary statics (orography, land-sea mask)."""
+    return [c for c in channels(ds, group)
+            if not int(ds[f"{group}_{c}"].attrs.get("auxiliary", 0))]
+
+
+def field(ds: xr.Dataset, group: str, channel: str) -> xr.DataArray:
+    """The lazily loaded ``<group>_<channel>`` variable, with a clear error if absent."""
+    name = f"{group}_{channel}"
+    if name not in ds:
+        raise GeneratedFileError(f"{ds.attrs.get('source_file', 'file')}: no variable "
+                                 f"{channel!r} in group {group!r} (has {channels(ds, group)})")
+    return ds[name]
+
+
+def has_latlon(ds: xr.Dataset) -> bool:
+    """True when the file carries a usable (all finite) lat/lon grid."""
+    if "lat" not in ds.coords or "lon" not in ds.coords:
+        return False
+    return bool(np.isfinite(ds["lat"].values).all() and np.isfinite(ds["lon"].values).all())
+
+
+def complete_times(ds: xr.Dataset) -> np.ndarray:
+    """Indices of times whose fields are all on disk (all of them for a finished file)."""
+    if "time_complete" not in ds:
+        return np.arange(ds.sizes["time"])
+    return np.flatnonzero(np.asarray(ds["time_complete"].values) == 1)
+
+
+def select_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]:
+    """The requested output variables (default: all truth channels); unknown ones are an
+    error naming what the file has."""
+    available = channels(ds, "truth")
+    unknown = [v for v in variables or [] if v not in available]
+    if unknown:
+        raise GeneratedFileError(f"unknown variable(s) {unknown}: "
+                                 f"{ds.attrs.get('source_file', 'the file')} has {available}")
+    return list(variables) if variables else available

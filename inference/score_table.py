@@ -1,0 +1,71 @@
+"""Present scores from :func:`inference.scoring.score_file`: a text table, JSON, a NetCDF file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+
+def score_variables(scores: xr.Dataset) -> list[str]:
+    """Output variables in the scores, in order (those with a ``(metric, time)`` table)."""
+    return [str(n) for n, v in scores.data_vars.items() if v.dims == ("metric", "time")]
+
+
+def time_mean_table(scores: xr.Dataset) -> dict[str, dict[str, float | None]]:
+    """``{variable: {metric: time-mean value}}``; NaN becomes None (JSON has no NaN)."""
+    table = {}
+    for var in score_variables(scores):
+        values = scores[f"{var}_time_mean"].values
+        table[var] = {str(m): (None if math.isnan(x) else float(x))
+                      for m, x in zip(scores["metric"].values, values, strict=True)}
+    return table
+
+
+def to_json(scores: xr.Dataset) -> str:
+    """Machine-readable summary: time-mean metrics and rank histograms summed over time."""
+    return json.dumps({
+        "source_file": scores.attrs.get("source_file", ""),
+        "regression_file": scores.attrs.get("regression_file", "") or None,
+        "n_ensemble": int(scores.attrs.get("n_ensemble", 0)),
+        "n_times": int(scores.sizes["time"]),
+        "metrics": time_mean_table(scores),
+        "rank_histogram": {v: scores[f"{v}_rank_histogram"].values.sum(axis=0).tolist()
+                           for v in score_variables(scores)},
+    }, indent=2)
+
+
+def format_table(scores: xr.Dataset) -> str:
+    """Variables x metrics (time mean) as aligned text; ``-`` where a metric does not apply."""
+    table = time_mean_table(scores)
+    metrics = [str(m) for m in scores["metric"].values]
+    head = ["variable", *metrics]
+    rows = [[var] + ["-" if table[var][m] is None else f"{table[var][m]:.4g}" for m in metrics]
+            for var in table]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(r, widths, strict=True))) for r in [head, *rows]]
+    title = (f"time mean over {scores.sizes['time']} time(s), "
+             f"{scores.attrs.get('n_ensemble', '?')} member(s)")
+    return "\n".join([title, *lines])
+
+
+def write_scores(scores: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write to ``<path>.tmp`` and rename, so ``path`` is never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    encoding = {}
+    for name, var in scores.data_vars.items():
+        if var.dtype.kind == "f":
+            encoding[name] = {"_FillValue": np.nan}
+    try:
+        scores.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

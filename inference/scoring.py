@@ -1,0 +1,227 @@
+"""Score a generated ensemble against its truth, per variable and time, with baselines.
+
+Reads a few times at a time (bounded memory) and computes every metric for all pixels of those
+times at once with numpy; nothing loops over pixels or members in Python. The result layout is
+documented in :func:`score_file` and in ``score_samples.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm import tqdm
+
+from inference import metrics
+from inference.read_netcdf import (
+    GeneratedFileError,
+    channels,
+    complete_times,
+    field,
+    open_generated,
+    select_variables,
+)
+
+logger = logging.getLogger(__name__)
+
+ENSEMBLE_METRICS = ("crps", "crps_fair", "mae", "rmse", "bias", "spread", "spread_skill")
+BASELINE_METRICS = ("mae", "rmse", "bias", "crps")
+CHUNK_BYTES = 32 * 2**20  # float64 members per read; temporaries take ~6x that at peak
+
+
+def score_file(
+    path: str | os.PathLike,
+    n_ensemble: int | None = None,
+    variables: list[str] | None = None,
+    regression: str | os.PathLike | None = None,
+    seed: int = 0,
+    chunk_times: int | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Scores of ``path`` as a Dataset with coords ``metric``, ``time``, ``rank``:
+
+    - ``<var>(metric, time)``: ensemble metrics (``crps``, ``crps_fair``; ``mae``, ``rmse``,
+      ``bias`` of the ensemble mean; ``spread``, ``spread_skill``), then ``input_*`` and
+      ``regression_*`` baselines (``mae``, ``rmse``, ``bias``, ``crps`` = MAE), NaN where that
+      baseline has no such variable;
+    - ``<var>_time_mean(metric)``: over times; RMSE and spread are the root of the mean squares
+      and the spread-skill ratio is recomputed from those, everything else is a plain mean;
+    - ``<var>_rank_histogram(time, rank)``: counts of the truth's rank among the members.
+    """
+    ds = open_generated(path)
+    try:
+        return _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress)
+    finally:
+        ds.close()
+
+
+def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress) -> xr.Dataset:
+    source = ds.attrs["source_file"]
+    names = select_variables(ds, variables)
+    size = ds.sizes["ensemble"]
+    n = size if n_ensemble is None else int(n_ensemble)
+    if not 1 <= n <= size:
+        raise GeneratedFileError(f"n_ensemble={n} is out of range: {source} has {size} member(s)")
+    times = complete_times(ds)
+    if len(times) == 0:
+        raise GeneratedFileError(f"{source}: no complete time to score")
+    if len(times) < ds.sizes["time"]:
+        logger.warning("%s: scoring only the %d complete time(s) of %d", source, len(times),
+                       ds.sizes["time"])
+    input_names = set(channels(ds, "input"))
+    reg_ds, reg_index = _open_regression(regression, ds, times) if regression else (None, None)
+    sources = (["input"] if input_names & set(names) else []) + (["regression"] if reg_ds else [])
+    metric_names = list(ENSEMBLE_METRICS) + [f"{s}_{m}" for s in sources for m in BASELINE_METRICS]
+    acc = {v: _Accumulator(len(times), n, sources) for v in names}
+    rng = np.random.default_rng(seed)
+    height, width = ds.sizes["y"], ds.sizes["x"]
+    step = chunk_times or max(1, CHUNK_BYTES // (8 * n * height * width))
+    bar = tqdm(total=len(times), unit="time", desc="scoring", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        for start in range(0, len(times), step):
+            rows = slice(start, start + step)
+            sel = _indexer(times[rows])
+            for var in names:
+                truth = field(ds, "truth", var).isel(time=sel).values
+                pred = field(ds, "prediction", var).isel(ensemble=slice(0, n), time=sel).values
+                baselines = {}
+                if "input" in sources and var in input_names:
+                    baselines["input"] = field(ds, "input", var).isel(time=sel).values
+                if reg_ds is not None and f"prediction_{var}" in reg_ds:
+                    baselines["regression"] = reg_ds[f"prediction_{var}"].isel(
+                        ensemble=0, time=_indexer(reg_index[rows])).values
+                acc[var].add(rows, pred, truth, baselines, rng)
+            bar.update(len(times[rows]))
+    finally:
+        bar.close()
+        if reg_ds is not None:
+            reg_ds.close()
+    return _assemble(ds, names, acc, metric_names, times, n, regression, seed)
+
+
+def _indexer(indices: np.ndarray) -> slice | np.ndarray:
+    """A slice when the indices are consecutive: netCDF reads those as one block."""
+    if len(indices) and np.all(np.diff(indices) == 1):
+        return slice(int(indices[0]), int(indices[-1]) + 1)
+    return indices
+
+
+def _open_regression(path, ds: xr.Dataset, times: np.ndarray) -> tuple[xr.Dataset, np.ndarray]:
+    """The regression-mean file (``inference_mode=regression``), aligned on the scored times."""
+    reg = open_generated(path, require=("prediction",))
+    try:
+        if (reg.sizes["y"], reg.sizes["x"]) != (ds.sizes["y"], ds.sizes["x"]):
+            raise GeneratedFileError(
+                f"{path}: grid {(reg.sizes['y'], reg.sizes['x'])} differs from the scored file's "
+                f"{(ds.sizes['y'], ds.sizes['x'])}")
+        where = {t: i for i, t in enumerate(reg["time"].values)}
+        wanted = ds["time"].values[times]
+        missing = [str(t)[:16] for t in wanted if t not in where]
+        if missing:
+            raise GeneratedFileError(f"{path}: lacks {len(missing)} scored time(s), first "
+                                     f"{missing[0]}")
+        if reg.sizes["ensemble"] > 1 or reg.attrs.get("inference_mode", "regression") != (
+                "regression"):
+            logger.warning("%s: not a regression-only file (%d members, inference_mode=%s); "
+                           "using member 0 as the regression baseline", path,
+                           reg.sizes["ensemble"], reg.attrs.get("inference_mode"))
+        absent = sorted(set(channels(ds, "truth")) - set(channels(reg, "prediction")))
+        if absent:
+            logger.warning("%s: no %s; those regression scores are NaN", path, absent)
+    except BaseException:
+        reg.close()
+        raise
+    return reg, np.array([where[t] for t in wanted])
+
+
+class _Accumulator:
+    """Per-time spatial means of one variable, filled chunk by chunk."""
+
+    def __init__(self, n_times: int, n_members: int, sources: list[str]):
+        self.m = n_members
+        keys = ["crps", "crps_fair", "mae", "mse", "bias", "var"]
+        keys += [f"{s}_{k}" for s in sources for k in ("mae", "mse", "bias")]
+        self.values = {k: np.full(n_times, np.nan) for k in keys}
+        self.ranks = np.zeros((n_times, n_members + 1), dtype=np.int64)
+
+    def add(self, rows: slice, pred: np.ndarray, truth: np.ndarray,
+            baselines: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+        pred = pred.astype(np.float64)
+        truth = truth.astype(np.float64)
+        valid = np.isfinite(truth) & np.isfinite(pred).all(axis=0)
+        space = (1, 2)
+        out = self.values
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN pixels are masked below
+            standard, fair = metrics.crps_ensemble_pair(pred, truth)
+            out["crps"][rows] = metrics.masked_mean(standard, valid, space)
+            out["crps_fair"][rows] = metrics.masked_mean(fair, valid, space)
+            error = pred.mean(axis=0) - truth
+            out["mae"][rows] = metrics.masked_mean(np.abs(error), valid, space)
+            out["mse"][rows] = metrics.masked_mean(error**2, valid, space)
+            out["bias"][rows] = metrics.masked_mean(error, valid, space)
+            out["var"][rows] = metrics.masked_mean(metrics.ensemble_variance(pred), valid, space)
+            ranks = metrics.rank_of_truth(pred, truth, rng=rng)
+            self.ranks[rows] = metrics.rank_histogram(ranks, self.m, valid)
+            for name, base in baselines.items():
+                base_error = base.astype(np.float64) - truth
+                ok = np.isfinite(base_error)
+                out[f"{name}_mae"][rows] = metrics.masked_mean(np.abs(base_error), ok, space)
+                out[f"{name}_mse"][rows] = metrics.masked_mean(base_error**2, ok, space)
+                out[f"{name}_bias"][rows] = metrics.masked_mean(base_error, ok, space)
+
+    def table(self, metric_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(metric, time) values and their time mean, in the order of ``metric_names``."""
+        v = self.values
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+            mean = {k: np.nanmean(a) for k, a in v.items()}
+            per_time = {**v, "rmse": np.sqrt(v["mse"]), "spread": np.sqrt(v["var"])}
+            time_mean = {**mean, "rmse": np.sqrt(mean["mse"]), "spread": np.sqrt(mean["var"])}
+            for row in (per_time, time_mean):
+                row["spread_skill"] = metrics.spread_skill_ratio(row["spread"], row["rmse"],
+                                                                 self.m)
+                for key in [k for k in row if k.endswith("_mse")]:
+                    source = key[: -len("_mse")]
+                    row[f"{source}_rmse"] = np.sqrt(row[key])
+                    row[f"{source}_crps"] = row[f"{source}_mae"]  # deterministic CRPS = MAE
+        n_times = len(v["crps"])
+        nan = np.full(n_times, np.nan)
+        table = np.stack([per_time.get(k, nan) for k in metric_names])
+        means = np.array([time_mean.get(k, np.nan) for k in metric_names], dtype=np.float64)
+        return table, means
+
+
+def _assemble(ds, names, acc, metric_names, times, n, regression, seed) -> xr.Dataset:
+    out = xr.Dataset(coords={"metric": np.array(metric_names, dtype=object),
+                             "time": ds["time"].values[times], "rank": np.arange(n + 1)})
+    for var in names:
+        attrs = {k: ds[f"truth_{var}"].attrs[k] for k in ("units", "long_name")
+                 if k in ds[f"truth_{var}"].attrs}
+        table, means = acc[var].table(metric_names)
+        if np.isnan(table[0]).all():
+            logger.warning("%s: no finite truth/prediction pixel; its scores are NaN", var)
+        out[var] = (("metric", "time"), table, attrs)
+        out[f"{var}_time_mean"] = (("metric",), means, attrs)
+        out[f"{var}_rank_histogram"] = (("time", "rank"), acc[var].ranks,
+                                        {"long_name": f"rank of the truth among {n} members"})
+    out.attrs = {
+        "title": "CorrDiff ensemble scores",
+        "source_file": str(Path(ds.attrs["source_file"]).resolve()),
+        "regression_file": str(Path(regression).resolve()) if regression else "",
+        "n_ensemble": n,
+        "metrics": "crps, crps_fair: CRPS (standard empirical / fair) of the ensemble; mae, rmse, "
+                   "bias (prediction - truth): of the ensemble mean; spread: sqrt of the spatial "
+                   "mean of the member variance (ddof=1); spread_skill: spread*sqrt((M+1)/M)/rmse;"
+                   " input_*, regression_*: deterministic baselines (crps = mae)",
+        "time_mean": "rmse and spread: root of the time-mean squares; spread_skill from those; "
+                     "others: mean over times",
+        "rank_ties": f"broken uniformly at random (numpy default_rng seed {seed})",
+        "Conventions": "CF-1.8",
+    }
+    return out
