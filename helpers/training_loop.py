@@ -256,10 +256,16 @@ class Trainer:
                 loss = self._per_sample_loss(img_clean, img_lr).sum() * weight
                 self.scaler.scale(loss).backward()
             local_loss += loss.detach()
-        loss_value = float(all_reduce_mean(local_loss))
         self.scaler.unscale_(self.optimizer)
-        threshold = self.hp.grad_clip_threshold or math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), threshold))
+        if self.hp.grad_clip_threshold:
+            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(),
+                                                  self.hp.grad_clip_threshold)
+        else:  # the norm alone, for the non-finite check: no pass rescaling the gradients
+            norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in self.net.parameters() if p.grad is not None])
+        # One device-to-host read for both numbers.
+        loss_value, grad_norm = torch.stack(
+            [all_reduce_mean(local_loss), norm.to(local_loss.device).float()]).tolist()
         if not math.isfinite(loss_value) or (
             not self.scaler.is_enabled() and not math.isfinite(grad_norm)
         ):
