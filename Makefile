@@ -31,13 +31,17 @@ test: lint
 data: venv
 	$(BIN)/python -m datasets.synthetic --out $(DEMO_DATA)
 
-demo: data
+demo: venv
+	$(BIN)/python -m helpers.demo --out $(DEMO_OUT) --data $(DEMO_DATA)
 	$(BIN)/python -m datasets.preview conf/dataset/synthetic.yaml \
 		data_path=$(DEMO_DATA)/valid.nc stats_path=$(DEMO_DATA)/stats.json \
 		--out $(DEMO_OUT)/dataset_preview.png
 
 bench: venv
 	$(BIN)/python benchmarks/bench_datapipe.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_score.py
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

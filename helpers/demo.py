@@ -45,7 +45,15 @@ def stage_commands(out: Path, data: Path, tiny: bool) -> list[tuple[str, list[st
                       "++generation.sampler.num_steps=4",
                       "++generation.times_range=[2023-07-05T05:00,2023-07-05T06:00,1h]"]
     else:
-        generation = ["++generation.num_ensembles=8", "++generation.seed_batch_size=8"]
+        # Sized for about 15 minutes on 2 CPU cores (see README, "The demo").
+        regression_training = ["++training.hp.training_duration=6000",
+                               "++training.hp.lr_rampup=160", "++training.hp.lr_decay=0.5",
+                               "++training.hp.lr_decay_rate=2000"]
+        diffusion_training = ["++training.hp.training_duration=5760",
+                              "++training.hp.lr_rampup=160", "++training.hp.lr_decay=0.7",
+                              "++training.hp.lr_decay_rate=2000"]
+        generation = ["++generation.num_ensembles=8", "++generation.seed_batch_size=8",
+                      "++generation.times_range=[2023-07-05T05:00,2023-07-07T20:00,4h]"]
     corrdiff, regression = out / "corrdiff.nc", out / "regression.nc"
     checkpoints = [f"++generation.io.reg_ckpt_filename={run}/checkpoints_regression",
                    f"++generation.io.res_ckpt_filename={run}/checkpoints_diffusion",
