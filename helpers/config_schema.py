@@ -132,10 +132,10 @@ class TrainingConfig(StrictModel):
         return self
 
 
-def validate_training_config(config: Any) -> TrainingConfig:
-    """Check a composed config (an OmegaConf ``DictConfig`` or a plain dict)."""
+def plain_config(config: Any) -> dict[str, Any]:
+    """A composed config (OmegaConf ``DictConfig`` or dict) as a plain dict without Hydra's own
+    section; values left as ``???`` are named in one error."""
     from omegaconf import DictConfig, OmegaConf
-    from omegaconf.errors import MissingMandatoryValue
 
     if isinstance(config, DictConfig):
         missing = sorted(OmegaConf.missing_keys(config))
@@ -144,13 +144,14 @@ def validate_training_config(config: Any) -> TrainingConfig:
                 f"config value(s) {missing} are not set; give them on the command line, e.g. "
                 f"++{missing[0]}=<value>"
             )
-        try:
-            config = OmegaConf.to_container(config, resolve=True)
-        except MissingMandatoryValue as err:  # pragma: no cover - caught by missing_keys above
-            raise ConfigError(str(err)) from err
-    config = {k: v for k, v in config.items() if k != "hydra"}
+        config = OmegaConf.to_container(config, resolve=True)
+    return {k: v for k, v in config.items() if k != "hydra"}
+
+
+def validate_training_config(config: Any) -> TrainingConfig:
+    """Check a composed training config (an OmegaConf ``DictConfig`` or a plain dict)."""
     try:
-        return TrainingConfig.model_validate(config)
+        return TrainingConfig.model_validate(plain_config(config))
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err)) from None
 

@@ -24,7 +24,7 @@ from helpers.distributed import broadcast_object, gather_to_rank0, is_multi_proc
 from helpers.generation_config import GenerationConfig
 from helpers.models import (
     CheckpointError,
-    check_spatial_size,
+    check_patch_shape,
     embedding_channels,
     load_module,
     load_regression_network,
@@ -127,13 +127,11 @@ class EnsembleGenerator:
         expected = self._conditioning(self.gen.hr_mean_conditioning, self.gen.patching,
                                       n_embedding)
         if net.img_in_channels != expected:
-            options = [
-                f"hr_mean_conditioning={hr}, patching={p}"
-                for hr in (True, False) for p in (False, True)
-                if self._conditioning(hr, p, n_embedding) == net.img_in_channels
-            ]
-            hint = (f"it fits generation.{' and generation.'.join(options[0].split(', '))}"
-                    if options else "it was trained on a different dataset")
+            fits = [(hr, p) for hr in (True, False) for p in (False, True)
+                    if self._conditioning(hr, p, n_embedding) == net.img_in_channels]
+            hint = (f"it fits generation.hr_mean_conditioning={fits[0][0]} and "
+                    f"generation.patching={fits[0][1]}" if fits
+                    else "it was trained on a different dataset")
             raise CheckpointError(
                 f"{where} expects {net.img_in_channels} conditioning channels but this dataset "
                 f"and generation.hr_mean_conditioning={self.gen.hr_mean_conditioning}, "
@@ -149,24 +147,17 @@ class EnsembleGenerator:
 
         gen = self.gen
         patch = (gen.patch_shape_y, gen.patch_shape_x)
-        if patch[0] > self.image_shape[0] or patch[1] > self.image_shape[1]:
-            raise ConfigError(f"generation.patch_shape_y/x={patch} is larger than the "
-                              f"{self.image_shape} image")
+        # Channel multipliers from the arguments saved with the checkpoint.
+        saved_args = getattr(self.diffusion, "_args", {}).get("__args__", {})
+        check_patch_shape(patch, self.image_shape,
+                          {"channel_mult": saved_args.get("channel_mult", [1])},
+                          "generation.patch_shape_y/x")
         if min(patch) <= gen.overlap_pix + 2 * gen.boundary_pix:
             raise ConfigError(f"generation.patch_shape_y/x={patch} must exceed overlap_pix + 2 x "
                               f"boundary_pix = {gen.overlap_pix + 2 * gen.boundary_pix}")
-        channel_mult = self._channel_mult()
-        if channel_mult:
-            check_spatial_size(patch, {"channel_mult": channel_mult},
-                               "generation.patch_shape_y/x")
         return GridPatching2D(img_shape=self.image_shape, patch_shape=patch,
                               overlap_pix=gen.overlap_pix,
                               boundary_pix=gen.boundary_pix).to(self.device)
-
-    def _channel_mult(self) -> list[int] | None:
-        """The diffusion UNet's channel multipliers, from the arguments saved with it."""
-        args = getattr(self.diffusion, "_args", {}).get("__args__", {})
-        return args.get("channel_mult")
 
     # ------------------------------------------------------------------------------ sampling
     def _regression_mean(self, img_lr: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,12 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from helpers.config_schema import ConfigError, StrictModel, describe_validation_error
+from helpers.config_schema import (
+    ConfigError,
+    StrictModel,
+    describe_validation_error,
+    plain_config,
+)
 
 
 class SamplerConfig(StrictModel):
@@ -96,16 +101,7 @@ class GenerationConfig(StrictModel):
 
 def validate_generation_config(config: Any) -> GenerationConfig:
     """Check a composed generation config (an OmegaConf ``DictConfig`` or a plain dict)."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(config, DictConfig):
-        missing = sorted(OmegaConf.missing_keys(config))
-        if missing:
-            raise ConfigError(f"config value(s) {missing} are not set; give them on the command "
-                              f"line, e.g. ++{missing[0]}=<value>")
-        config = OmegaConf.to_container(config, resolve=True)
-    config = {k: v for k, v in config.items() if k != "hydra"}
     try:
-        return GenerationConfig.model_validate(config)
+        return GenerationConfig.model_validate(plain_config(config))
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err, "generation")) from None

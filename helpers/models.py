@@ -57,6 +57,17 @@ def check_spatial_size(shape: Sequence[int], model_args: dict[str, Any], what: s
             )
 
 
+def check_patch_shape(patch_shape: Sequence[int], image_shape: Sequence[int],
+                      model_args: dict[str, Any], option: str) -> None:
+    """A patch must fit the image and be a size the UNet can take."""
+    if patch_shape[0] > image_shape[0] or patch_shape[1] > image_shape[1]:
+        raise ConfigError(
+            f"{option}={tuple(patch_shape)} is larger than the {tuple(image_shape)} image; use "
+            "at most the image size"
+        )
+    check_spatial_size(patch_shape, model_args, option)
+
+
 def build_network(model: ModelConfig, image_shape: Sequence[int], n_input: int, n_output: int,
                   checkpoint_level: int = 0) -> torch.nn.Module:
     """A new regression UNet or EDM-preconditioned diffusion network."""

@@ -33,7 +33,7 @@ from helpers.models import (
     CheckpointError,
     PatchEmbeddingOrder,
     build_network,
-    check_spatial_size,
+    check_patch_shape,
     load_regression_network,
 )
 from helpers.precision import amp_dtype, autocast
@@ -141,12 +141,8 @@ class Trainer:
             from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
 
             patch_shape = (self.hp.patch_shape_y, self.hp.patch_shape_x)
-            if patch_shape[0] > self.image_shape[0] or patch_shape[1] > self.image_shape[1]:
-                raise ConfigError(
-                    f"training.hp.patch_shape_y/x={patch_shape} is larger than the "
-                    f"{self.image_shape} image; use at most the image size"
-                )
-            check_spatial_size(patch_shape, model.model_args, "training.hp.patch_shape_y/x")
+            check_patch_shape(patch_shape, self.image_shape, model.model_args,
+                              "training.hp.patch_shape_y/x")
             patching = RandomPatching2D(img_shape=self.image_shape, patch_shape=patch_shape,
                                         patch_num=self.patch_num).to(self.device)
         loss = ResidualLoss(regression_net=regression, P_mean=model.P_mean, P_std=model.P_std,
