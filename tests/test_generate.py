@@ -316,7 +316,8 @@ def test_generation_performance_options(data_dir, checkpoints, tmp_path, perf):
     assert np.abs(fast - exact).mean() < 0.1 * exact.std()
 
 
-def test_patch_larger_than_image_is_refused(data_dir, checkpoints, tmp_path):
+def test_patch_larger_than_image_is_refused(data_dir, tmp_path):
+    checkpoints = train_tiny_models(data_dir, tmp_path / "patched", patched=True)
     config = generation_config(data_dir, checkpoints, tmp_path / "o.nc", patching=True,
                                patch_shape_x=48, patch_shape_y=48)
     with pytest.raises(ConfigError, match=r"generation.patch_shape_y/x=\(48, 48\) is larger "
