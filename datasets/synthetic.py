@@ -21,9 +21,12 @@ What is simulated (see the ``synthetic_*`` modules):
 
 Samples are 64 x 64 fine windows (outputs) with 8 x 8 coarse inputs, the 8 x 8 block means
 (24 km, like ERA5) of ``10u``, ``10v``, ``2t``, ``tp`` plus ``tcwv`` (kg/m^2) and ``msl`` (Pa),
-which exist only at the coarse resolution. After a spin-up, the flow is saved hourly:
+which exist only at the coarse resolution. After a spin-up, the flow is saved every 2 hours:
 
-- ``train.nc``: at each saved hour, 16 windows at random ``coord`` positions across the domain;
+- ``train.nc``: at each saved time, 8 windows at random ``coord`` positions across the domain.
+  2048 samples span 21 days, so training sees many weather regimes (the background wind
+  decorrelates in 12 h); a few days of training data would teach the models only the two or
+  three regimes they saw, and the validation period would then be out of distribution;
 - ``valid.nc``: a later segment of the same run, after a 12 h gap so no time is shared, always
   the same evaluation window (the roughest stretch of the west coast, sea on its western side),
   so every validation sample and every generated file has one lat/lon grid.
@@ -60,7 +63,9 @@ OUTPUT_VARIABLES = ("10u", "10v", "2t", "tp")
 INPUT_VARIABLES = ("10u", "10v", "2t", "tp", "tcwv", "msl")
 SPLIT_FILES = {"train": "train.nc", "valid": "valid.nc"}
 STATS_FILE = "stats.json"
-DEFAULT_N_TRAIN, DEFAULT_N_VALID = 1024, 64
+DEFAULT_N_TRAIN, DEFAULT_N_VALID = 2048, 64
+DEFAULT_WINDOWS_PER_TIME = 8
+DEFAULT_SAVE_INTERVAL_HOURS = 2.0
 START_TIME = datetime.datetime(2023, 7, 1)
 GRID_SPACING_KM = 3.0
 CENTER_LAT, CENTER_LON = 38.5, -121.0
@@ -119,10 +124,10 @@ def generate_synthetic_dataset(
     domain_size: int = 256,
     window_size: int = 64,
     coarse_factor: int = 8,
-    windows_per_time: int = 16,
+    windows_per_time: int = DEFAULT_WINDOWS_PER_TIME,
     spinup_hours: float = 24.0,
     valid_gap_hours: float = 12.0,
-    save_interval_hours: float = 1.0,
+    save_interval_hours: float = DEFAULT_SAVE_INTERVAL_HOURS,
     progress: bool = False,
 ) -> dict[str, Path]:
     """Simulate and write ``train.nc``, ``valid.nc`` and ``stats.json`` into ``out_dir``;

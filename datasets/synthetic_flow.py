@@ -43,7 +43,7 @@ class TerrainFlow:
     hyperviscous_time_s = 2 * HOUR  # e-folding time at the dealiasing cut-off
     mean_wind = (7.0, 0.0)  # climatological background wind (m/s), westerly
     mean_wind_std = 4.0
-    mean_wind_time_s = 86400.0
+    mean_wind_time_s = 12 * HOUR  # new regimes often, so a few weeks sample many
     temperature_gradient_k_per_m = 1.2e-5  # colder to the north
     land_sea_contrast_k = 5.0
     coast_sigma_m = 12e3  # the flow sees a smoothed coastline

@@ -30,3 +30,17 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     assert len(list((out / "spectra").glob("*.png"))) == 4
     assert len(list((out / "maps").glob("*.png"))) == 4
     assert "stage wall times: " in result.stdout
+
+
+def test_evaluation_times_spread_over_the_valid_split(tmp_path):
+    from datasets.synthetic import generate_synthetic_dataset
+    from helpers.demo import evaluation_times
+    from tests.test_synthetic import TINY
+
+    paths = generate_synthetic_dataset(tmp_path, **{**TINY, "n_valid": 5})
+    with xr.open_dataset(paths["valid"]) as valid:
+        all_times = [t.strftime("%Y-%m-%dT%H:%M") for t in valid.indexes["time"]]
+    assert len(all_times) == 5
+    assert evaluation_times(paths["valid"], 2) == [all_times[0], all_times[-1]]
+    assert evaluation_times(paths["valid"], 3) == [all_times[0], all_times[2], all_times[4]]
+    assert evaluation_times(paths["valid"], 16) == all_times  # never more than there are

@@ -102,8 +102,10 @@ def test_time_selection_and_noise_per_time(data_dir, checkpoints, tmp_path):
     assert single.sizes["time"] == 1
     # A time's members do not depend on which other times are generated.
     np.testing.assert_array_equal(single["2t"].values[:, 0], full["2t"].values[:, 2])
+    step_hours = round((dataset_times[1] - dataset_times[0]).total_seconds() / 3600)
     ranged = generation_config(data_dir, checkpoints, tmp_path / "r.nc", times_range=[
-        f"{dataset_times[0]:%Y-%m-%dT%H:%M}", f"{dataset_times[1]:%Y-%m-%dT%H:%M}", "1h"])
+        f"{dataset_times[0]:%Y-%m-%dT%H:%M}", f"{dataset_times[1]:%Y-%m-%dT%H:%M}",
+        f"{step_hours}h"])
     generate(ranged)
     assert read(tmp_path / "r.nc", None).sizes["time"] == 2
 

@@ -113,9 +113,11 @@ def test_inputs_are_coarse_block_means_of_the_outputs(moderate):
 def test_train_and_valid_are_disjoint_in_time_and_valid_window_is_fixed(moderate):
     train, valid = moderate["train"], moderate["valid"]
     train_hours = np.unique(train["time"])
-    assert len(train_hours) == N_TRAIN // 16
-    assert np.all(np.diff(train_hours) == 1.0)  # hourly saves, 16 windows each
-    assert np.all(np.diff(valid["time"]) == 1.0)
+    windows, interval = synthetic.DEFAULT_WINDOWS_PER_TIME, synthetic.DEFAULT_SAVE_INTERVAL_HOURS
+    assert (windows, interval) == (8, 2.0)
+    assert len(train_hours) == N_TRAIN // windows
+    assert np.all(np.diff(train_hours) == interval)  # 2-hourly saves, 8 windows each
+    assert np.all(np.diff(valid["time"]) == interval)
     assert valid["time"].min() - train["time"].max() > 12  # a gap, not just disjoint
     assert (valid["coord"] == valid["coord"][0]).all()
     assert len({tuple(c) for c in train["coord"]}) > N_TRAIN // 2  # random positions
