@@ -40,12 +40,9 @@ def dataset_command(data: Path, tiny: bool) -> list[str]:
 def evaluation_times(valid_file: Path, count: int) -> list[str]:
     """``count`` times spread evenly over the valid split (ISO strings for ``generation.times``),
     so the scores cover all of its weather rather than one spell."""
-    import netCDF4
+    from datasets.hrrrmini import HRRRMiniDataset
 
-    with netCDF4.Dataset(valid_file) as nc:
-        times = nc["time"]
-        dates = netCDF4.num2date(times[:], times.units,
-                                 calendar=getattr(times, "calendar", "standard"))
+    dates = HRRRMiniDataset(str(valid_file), str(valid_file.parent / "stats.json")).time()
     picks = np.unique(np.linspace(0, len(dates) - 1, min(count, len(dates))).round().astype(int))
     return [dates[i].strftime("%Y-%m-%dT%H:%M") for i in picks]
 
@@ -173,9 +170,8 @@ def _f(value) -> str:
 
 
 def _run_stage(name: str, command: list[str], timings: dict[str, float],
-               capture: bool = False) -> int | str:
-    """Run one stage, timing it; returns its exit code, or its stdout when ``capture`` is set
-    and it succeeded."""
+               capture: bool = False) -> subprocess.CompletedProcess:
+    """Run one stage, timing it and saying so if it failed; ``capture`` keeps its stdout."""
     print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE if capture else None,
@@ -183,8 +179,7 @@ def _run_stage(name: str, command: list[str], timings: dict[str, float],
     timings[name] = time.perf_counter() - start
     if result.returncode != 0:
         print(f"demo stopped: stage '{name}' failed (exit {result.returncode})", file=sys.stderr)
-        return result.returncode
-    return result.stdout if capture else 0
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,17 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     if all((data / f).is_file() for f in ("train.nc", "valid.nc", "stats.json")):
         print(f"\n=== dataset: {data} already exists", flush=True)
     else:
-        code = _run_stage("dataset", dataset_command(data, args.tiny), timings)
-        if code:
-            return code
+        result = _run_stage("dataset", dataset_command(data, args.tiny), timings)
+        if result.returncode:
+            return result.returncode
     times = evaluation_times(data / "valid.nc", 2 if args.tiny else N_TIMES)
     scores = None
     for name, command in stage_commands(out, data, args.tiny, times):
-        code = _run_stage(name, command, timings, capture=name == "score")
-        if isinstance(code, int) and code:
-            return code
+        result = _run_stage(name, command, timings, capture=name == "score")
+        if result.returncode:
+            return result.returncode
         if name == "score":
-            scores = json.loads(code)
+            scores = json.loads(result.stdout)
     summary = write_summary(out, scores, out / "regression.nc", out / "corrdiff.nc", timings)
     print("\n" + summary)
     print(f"outputs in {out}: summary.md, scores.nc, corrdiff.nc, regression.nc, spectra/, maps/")
