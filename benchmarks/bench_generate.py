@@ -41,10 +41,8 @@ member already keeps 2 cores busy); the gain is expected on a GPU. Run on one pr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -56,6 +54,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
+
+from benchmarks.device_info import device_name  # noqa: E402
 
 CONFIGS = ("batched", "one at a time")
 
@@ -92,16 +92,6 @@ class CallCounter:
 
     def _hook(self, *_) -> None:
         self.calls += 1
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU ({line.split(':', 1)[1].strip()})"
-    return f"CPU ({platform.processor() or platform.machine()})"
 
 
 def dataset_config(data_dir: Path) -> dict:

@@ -46,6 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.device_info import device_name  # noqa: E402
+
 CASES = ["regression_cpu", "diffusion_cpu", "regression_mini", "diffusion_mini"]
 TARGET_OVERHEAD = 0.05
 # Defaults on (CPU, CUDA): timed steps per block, and samples per step (None: the config's).
@@ -133,20 +135,6 @@ class OtherLoad:
         if self.start is None or end is None or end[1] == self.start[1]:
             return float("nan")
         return max(0.0, (end[0] - self.start[0]) / (end[1] - self.start[1]))
-
-
-def device_name(device) -> str:
-    import platform
-
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU: {line.split(':', 1)[1].strip()}"
-    return f"CPU: {platform.processor() or platform.machine()}"
 
 
 def make_bare_step(trainer, batches, regression_path: Path | None):
