@@ -85,13 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/plots", help="output folder")
     parser.add_argument("--times", help="comma-separated time indices")
     parser.add_argument("--n-times", type=int, default=4, help="evenly spread times if no --times")
-    parser.add_argument("--variable", help="one variable, or comma-separated (default all)")
+    parser.add_argument("--variables", "--variable", dest="variables",
+                        help="comma-separated (default all)")
     parser.add_argument("--members", type=int, default=2)
     args = parser.parse_args(argv)
     try:
         times = [int(t) for t in args.times.split(",")] if args.times else None
         plot_multiple_samples(args.path, args.out, times, args.n_times,
-                              args.variable.split(",") if args.variable else None, args.members)
+                              args.variables.split(",") if args.variables else None, args.members)
     except (GeneratedFileError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-index", type=int, default=0)
     parser.add_argument("--out", default="outputs/plots", help="output folder")
     parser.add_argument("--members", type=int, default=3, help="members to draw")
-    parser.add_argument("--variables", help="comma-separated (default all)")
+    parser.add_argument("--variables", "--variable", dest="variables",
+                        help="comma-separated (default all)")
     args = parser.parse_args(argv)
     try:
         plot_single_sample(args.path, args.time_index, args.out, args.members,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from inference.plot_multiple_samples import main as multiple_main
 from inference.plot_multiple_samples import plot_multiple_samples
 from inference.plot_single_sample import main as single_main
 from inference.plot_single_sample import plot_single_sample
@@ -47,6 +48,11 @@ def test_single_sample_errors(generated, tmp_path, capsys):
     assert single_main([str(generated), "--time-index", "9", "--out", str(tmp_path)]) == 1
     assert "time index 9 out of range" in capsys.readouterr().err
     assert single_main([str(generated), "--variables", "rain", "--out", str(tmp_path)]) == 1
+    assert "unknown variable(s) ['rain']" in capsys.readouterr().err
+    # Both plot commands take --variables (and --variable as its alias).
+    assert multiple_main([str(generated), "--variables", "rain", "--out", str(tmp_path)]) == 1
+    assert "unknown variable(s) ['rain']" in capsys.readouterr().err
+    assert single_main([str(generated), "--variable", "rain", "--out", str(tmp_path)]) == 1
     assert "unknown variable(s) ['rain']" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
