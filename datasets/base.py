@@ -10,35 +10,55 @@ from __future__ import annotations
 import datetime
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from datasets import transforms
+from datasets.transforms import check_transform as transforms_check
 
 ArrayLike = np.ndarray | torch.Tensor
 
 
 @dataclass(frozen=True)
 class ChannelMetadata:
-    """One channel of a sample: a variable name, an optional vertical level, and whether it is an
-    auxiliary (static, e.g. orography) field appended to the input rather than a weather field."""
+    """One channel of a sample: a variable name, an optional vertical level, whether it is an
+    auxiliary field appended to the input rather than a weather field (static orography, a
+    validity mask), and the CF attributes the data carry (``""`` when unknown). The attributes
+    describe the channel but do not take part in comparisons."""
 
     name: str
     level: str = ""
     auxiliary: bool = False
+    units: str = field(default="", compare=False)
+    long_name: str = field(default="", compare=False)
+    standard_name: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
         """Name used for this channel in output files, e.g. ``temperature850`` or ``2t``."""
         return f"{self.name}{self.level}"
 
+    @property
+    def attributes(self) -> dict[str, str]:
+        """The CF attributes that are known, for writing into files."""
+        return {k: v for k, v in (("units", self.units), ("long_name", self.long_name),
+                                  ("standard_name", self.standard_name)) if v}
+
 
 class ChannelNormalizer:
-    """Per-channel z-score ``(x - mean) / std`` along the channel axis (-3) of numpy or torch
-    arrays shaped ``[..., C, H, W]``; kept separate so every datapipe normalizes the same way."""
+    """Per-channel z-score ``(T(x) - mean) / std`` along the channel axis (-3) of numpy or torch
+    arrays shaped ``[..., C, H, W]``; kept separate so every datapipe normalizes the same way.
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+    ``transforms`` (``none``, ``log1p``, ``sqrt`` per channel; see `datasets.transforms`) are
+    applied before z-scoring and inverted after; channels flagged ``nonnegative`` are clamped
+    at zero when de-normalized, so physical outputs of those channels are never negative."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float],
+                 transforms: Sequence[str] | None = None,
+                 nonnegative: Sequence[bool] | None = None):
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
         if self.mean.shape != self.std.shape or self.mean.ndim != 1:
@@ -46,6 +66,12 @@ class ChannelNormalizer:
                 f"mean and std must be 1-D and of equal length, got {self.mean.shape} and "
                 f"{self.std.shape}"
             )
+        n = self.mean.size
+        self.transforms = [transforms_check(t) for t in (transforms or ["none"] * n)]
+        self.nonnegative = np.asarray(nonnegative if nonnegative is not None else [False] * n,
+                                      dtype=bool)
+        if len(self.transforms) != n or self.nonnegative.shape != (n,):
+            raise ValueError(f"transforms and nonnegative need one entry per channel ({n})")
         bad = np.flatnonzero(~np.isfinite(self.std) | (self.std <= 0))
         if bad.size:
             raise ValueError(
@@ -63,11 +89,31 @@ class ChannelNormalizer:
             return torch.as_tensor(column, device=like.device, dtype=like.dtype)
         return column.astype(like.dtype if np.issubdtype(like.dtype, np.floating) else np.float32)
 
+    def _per_channel(self, x: ArrayLike, function) -> ArrayLike:
+        """``function(transform, x[..., c, :, :])`` on every transformed channel (a copy)."""
+        channels = [c for c, t in enumerate(self.transforms) if t != "none"]
+        if not channels:
+            return x
+        x = x.clone() if isinstance(x, torch.Tensor) else np.array(x, dtype=np.result_type(
+            x.dtype, np.float32))
+        for c in channels:
+            x[..., c, :, :] = function(self.transforms[c], x[..., c, :, :])
+        return x
+
     def normalize(self, x: ArrayLike) -> ArrayLike:
+        x = self._per_channel(x, transforms.forward)
         return (x - self._shaped(self.mean, x)) / self._shaped(self.std, x)
 
     def denormalize(self, x: ArrayLike) -> ArrayLike:
-        return x * self._shaped(self.std, x) + self._shaped(self.mean, x)
+        y = self._per_channel(x * self._shaped(self.std, x) + self._shaped(self.mean, x),
+                              transforms.inverse)
+        for c in np.flatnonzero(self.nonnegative):
+            y[..., c, :, :] = transforms.clamp_nonnegative(y[..., c, :, :])
+        return y
+
+    def physical_zero(self) -> np.ndarray:
+        """Per channel, the physical value that normalizes to 0 (the neutral fill value)."""
+        return self.denormalize(np.zeros((self.mean.size, 1, 1), np.float32))[:, 0, 0]
 
 
 class DownscalingDataset(Dataset, ABC):
@@ -102,6 +148,11 @@ class DownscalingDataset(Dataset, ABC):
         """Longitude (degrees east) of the high-res grid, ``(H, W)``; NaN where unknown."""
         return np.full(self.image_shape(), np.nan, dtype=np.float32)
 
+    def sample_latlon(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(lat, lon)`` of sample ``idx``'s grid, ``(H, W)`` each. Datasets whose samples sit
+        at different places (windows of a larger domain) override this."""
+        return self.latitude(), self.longitude()
+
     @abstractmethod
     def normalize_input(self, x: ArrayLike) -> ArrayLike:
         """Physical units to model units for arrays shaped ``[..., C_in, H, W]``."""
@@ -127,16 +178,27 @@ class DownscalingDataset(Dataset, ABC):
 
 class ZScoredDataset(DownscalingDataset):
     """A dataset normalised by per-channel z-scores: subclasses set ``input_normalizer`` and
-    ``output_normalizer`` and get the four (de)normalisation methods."""
+    ``output_normalizer`` and get the four (de)normalisation methods.
+
+    ``input_masks`` maps an input channel to the validity-mask channel (1 valid, 0 missing)
+    that accompanies it; de-normalized inputs are NaN where their mask says missing."""
 
     input_normalizer: ChannelNormalizer
     output_normalizer: ChannelNormalizer
+    input_masks: dict[int, int] = {}  # noqa: RUF012 - read-only default, subclasses replace it
 
     def normalize_input(self, x: ArrayLike) -> ArrayLike:
         return self.input_normalizer.normalize(x)
 
     def denormalize_input(self, x: ArrayLike) -> ArrayLike:
-        return self.input_normalizer.denormalize(x)
+        y = self.input_normalizer.denormalize(x)
+        for value, mask in self.input_masks.items():
+            missing = x[..., mask, :, :] < 0.5
+            if isinstance(y, torch.Tensor):
+                y[..., value, :, :] = torch.where(missing, torch.nan, y[..., value, :, :])
+            else:
+                y[..., value, :, :] = np.where(missing, np.nan, y[..., value, :, :])
+        return y
 
     def normalize_output(self, x: ArrayLike) -> ArrayLike:
         return self.output_normalizer.normalize(x)

@@ -16,7 +16,12 @@ variables bilinearly upsampled to the fine grid, then the static invariants. Con
       stats_path: null                 # stats.json in HRRR-Mini format, or computed at start-up
 
 Every key besides ``type`` is a constructor argument below. ``name=source`` entries rename a file
-variable (``2t=t2m``); ``start_time``/``end_time`` pick a time range (e.g. train vs. validation).
+variable (``2t=t2m``) and ``source@dim=value`` picks a level (``theta@level=10``); ``select``
+picks one value of extra dimensions for every variable (``{level: 850}``); ``crop`` (``auto``)
+crops both grids at their far edges to whole coarse cells; ``start_time``/``end_time`` pick a
+time range (e.g. train vs. validation). This reader refuses missing values; for masked data
+(land-only, radar coverage) use ``python -m datasets.convert --max-missing``, whose files mark
+them so that training ignores them.
 
 Writing a datapipe for another layout, step by step:
 
@@ -60,7 +65,9 @@ from datasets.base import (
 )
 from datasets.hrrrmini_format import RunningMoments
 from datasets.interpolation import upsample_bilinear
-from datasets.xarray_pairs import PairedData, check_finite, parse_variables
+from datasets.stats_file import channel_stats, read_stats
+from datasets.variable_metadata import channel_attributes
+from datasets.xarray_pairs import PairedData, check_finite
 
 log = logging.getLogger(__name__)
 
@@ -83,24 +90,32 @@ class PairedXarrayDataset(ZScoredDataset):
         fine_dims: Sequence[str] | None = None,
         start_time: str | None = None,
         end_time: str | None = None,
+        select: dict | str | None = None,
+        crop: str | int = "auto",
     ):
         self.options = dict(coarse_path=coarse_path, fine_path=fine_path,
                             input_variables=input_variables, output_variables=output_variables,
                             regrid=regrid, factor=factor, coarse_dims=coarse_dims,
-                            fine_dims=fine_dims)
+                            fine_dims=fine_dims, select=select, crop=crop)
         self._pairs: PairedData | None = None
         self._pid: int | None = None
         pairs = self._open()
-        self.input_variables = [n for n, _ in pairs.inputs]
-        self.output_variables = [n for n, _ in pairs.outputs]
+        self.input_variables = pairs.input_names
+        self.output_variables = pairs.output_names
+        self._attributes = {n: channel_attributes(n, stored=pairs.attributes(n))
+                            for n in [*self.input_variables, *self.output_variables]}
         self.factor = pairs.factor
         self._shape = pairs.fine_shape
         self._indices = _select_times(pairs.times, start_time, end_time)
         self._times = [pairs.times[k] for k in self._indices]
-        inv = parse_variables(invariant_variables)
-        self.invariant_variables = [n for n, _ in inv]
-        static = pairs.read_static([s for _, s in inv], invariant_path)
-        self._invariants = np.stack([static[s] for _, s in inv]) if inv else np.zeros(
+        static, _ = pairs.read_static(invariant_variables, invariant_path)
+        self.invariant_variables = list(static)
+        for name, values in static.items():
+            if not np.isfinite(values).all():
+                raise DataError(f"invariant {name!r} has missing values; fill them (e.g. "
+                                "elevation 0 over sea) or convert with python -m "
+                                "datasets.convert, which adds a validity mask")
+        self._invariants = np.stack(list(static.values())) if static else np.zeros(
             (0, *self._shape), np.float32)
         ll = pairs.latlon()
         self._latlon = None if ll is None else (ll[0].astype(np.float32), ll[1].astype(np.float32))
@@ -122,12 +137,14 @@ class PairedXarrayDataset(ZScoredDataset):
         """Raw coarse ``(C_in, h, w)`` and fine ``(C_out, H, W)`` fields at matched time ``k``."""
         pairs = self._open()
         t = pairs.times[k]
-        coarse = np.stack([pairs.read_coarse(k, src) for _, src in pairs.inputs])
-        fine = np.stack([pairs.read_fine(k, src) for _, src in pairs.outputs])
-        for (_, src), field in zip(pairs.inputs, coarse, strict=True):
-            check_finite(field, src, t, "coarse")
-        for (_, src), field in zip(pairs.outputs, fine, strict=True):
-            check_finite(field, src, t, "fine")
+        coarse = np.stack([pairs.read_coarse(k, name) for name in pairs.input_names])
+        fine = np.stack([pairs.read_fine(k, name) for name in pairs.output_names])
+        advice = ("fill or drop that time; for masked data use python -m datasets.convert "
+                  "--max-missing FRACTION and dataset.type hrrr_mini")
+        for name, field in zip(pairs.input_names, coarse, strict=True):
+            check_finite(field, name, t, "coarse", advice)
+        for name, field in zip(pairs.output_names, fine, strict=True):
+            check_finite(field, name, t, "fine", advice)
         return coarse, fine
 
     # --------------------------------------------------------------------- statistics
@@ -160,29 +177,33 @@ class PairedXarrayDataset(ZScoredDataset):
         return json.loads(json.dumps(self._stats))
 
     def _set_normalizers(self, source: str) -> None:
-        def column(group: str, names: list[str], key: str) -> list[float]:
-            table = self._stats.get(group, {})
-            missing = [n for n in names if n not in table]
-            if missing:
-                raise DataError(f"{source}: no {group} statistics for {missing}")
-            return [float(table[n][key]) for n in names]
+        def normalizer(*groups: tuple[str, list[str]]) -> ChannelNormalizer:
+            entries = [e for group, names in groups
+                       for e in channel_stats(self._stats, group, names, source, self._attributes)]
+            return ChannelNormalizer([e.mean for e in entries], [e.std for e in entries],
+                                     [e.transform for e in entries],
+                                     [e.nonnegative for e in entries])
 
         try:
-            self.input_normalizer = ChannelNormalizer(
-                *(column("input", self.input_variables, k)
-                  + column("invariant", self.invariant_variables, k) for k in ("mean", "std")))
-            self.output_normalizer = ChannelNormalizer(
-                *(column("output", self.output_variables, k) for k in ("mean", "std")))
-        except (ValueError, KeyError, TypeError) as err:
+            self.input_normalizer = normalizer(("input", self.input_variables),
+                                               ("invariant", self.invariant_variables))
+            self.output_normalizer = normalizer(("output", self.output_variables))
+        except ValueError as err:
             raise DataError(f"{source}: bad statistics: {err}") from err
 
     # --------------------------------------------------------------------- interface
     def input_channels(self) -> list[ChannelMetadata]:
-        return [ChannelMetadata(v) for v in self.input_variables] + [
+        return [self._channel(v) for v in self.input_variables] + [
             ChannelMetadata(v, auxiliary=True) for v in self.invariant_variables]
 
     def output_channels(self) -> list[ChannelMetadata]:
-        return [ChannelMetadata(v) for v in self.output_variables]
+        return [self._channel(v) for v in self.output_variables]
+
+    def _channel(self, name: str) -> ChannelMetadata:
+        attrs = self._attributes[name]
+        return ChannelMetadata(name, units=attrs.get("units", ""),
+                               long_name=attrs.get("long_name", ""),
+                               standard_name=attrs.get("standard_name", ""))
 
     def image_shape(self) -> tuple[int, int]:
         return self._shape
@@ -232,7 +253,4 @@ def _select_times(times: list[datetime.datetime], start: str | None, end: str | 
 def _load_stats(path: str) -> dict:
     if not Path(path).is_file():
         raise DataError(f"stats_path {path!r} does not exist; set it to null to compute statistics")
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"stats_path {path!r} is not valid JSON: {err}") from err
+    return read_stats(path, "stats_path")

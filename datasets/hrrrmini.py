@@ -6,12 +6,17 @@ bilinearly upsampled to the window (linear extrapolation at the borders), the st
 channels, and everything is z-scored with ``stats.json``. See ``datasets/hrrrmini_format.py`` for
 the layout. The file is read lazily, one sample at a time, through one handle per process, so
 memory does not grow with the file.
+
+Missing values, where ``stats.json`` says a variable has them on purpose (``missing_values``):
+a missing output pixel stays NaN (training leaves it out of the loss, generation writes NaN
+there); a missing input cell is filled with the value that normalizes to 0 and a validity-mask
+channel ``<name>_valid`` (1 valid, 0 missing; auxiliary) follows the weather inputs, so the
+model knows. Anywhere else a missing value is an error naming the sample.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -27,11 +32,13 @@ from datasets.base import (
     ZScoredDataset,
 )
 from datasets.interpolation import upsample_bilinear
+from datasets.stats_file import CF_KEYS, ChannelStats, channel_stats, read_stats
 
 logger = logging.getLogger(__name__)
 
 COORDINATE_NAMES = ("lat", "lon")
 CHUNK_CACHE_BYTES = 1 << 20
+MASK_SUFFIX = "_valid"
 
 
 class HRRRMiniDataset(ZScoredDataset):
@@ -90,6 +97,14 @@ class HRRRMiniDataset(ZScoredDataset):
         self.invariant_variables = _select(
             self.data_path, "invariant", available_invariants, invariant_variables
         )
+        self._stored_attributes = {
+            group: {v: {k: str(getattr(holder[v], k)) for k in CF_KEYS if k in holder[v].ncattrs()}
+                    for v in names}
+            for group, holder, names in (
+                ("input", nc["input"], self.input_variables),
+                ("output", nc["output"], self.output_variables),
+                ("invariant", invariant_group, self.invariant_variables))
+        }
 
         n = len(nc["time"])
         self._lr_shape = _common_shape(nc["input"], self.input_variables, self.data_path, n)
@@ -145,49 +160,44 @@ class HRRRMiniDataset(ZScoredDataset):
             )
 
     def _read_stats(self) -> None:
-        try:
-            stats = json.loads(Path(self.stats_path).read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"{self.stats_path!r} is not valid JSON: {err}") from err
+        stats = read_stats(self.stats_path)
 
-        def moments(group: str, names: list[str]) -> tuple[list[float], list[float]]:
-            table = stats.get(group, {})
-            missing = [v for v in names if v not in table]
-            if missing:
-                raise DataError(
-                    f"{self.stats_path!r} has no statistics for {group} variable(s) {missing}; "
-                    f"add {{\"mean\": ..., \"std\": ...}} entries under \"{group}\" (or rebuild "
-                    "it with python -m datasets.convert)"
-                )
-            try:
-                return ([float(table[v]["mean"]) for v in names],
-                        [float(table[v]["std"]) for v in names])
-            except (KeyError, TypeError) as err:
-                raise DataError(
-                    f"{self.stats_path!r}: every {group} entry needs numeric 'mean' and 'std'"
-                ) from err
+        def entries(group: str, names: list[str]) -> list[ChannelStats]:
+            return channel_stats(stats, group, names, self.stats_path,
+                                 self._stored_attributes[group])
 
-        in_mean, in_std = moments("input", self.input_variables)
-        inv_mean, inv_std = moments("invariant", self.invariant_variables)
-        out_mean, out_std = moments("output", self.output_variables)
+        self._input_stats = entries("input", self.input_variables)
+        self._output_stats = entries("output", self.output_variables)
+        self._invariant_stats = entries("invariant", self.invariant_variables)
+        self.masked_inputs = [i for i, s in enumerate(self._input_stats) if s.missing_values]
+        n_in, n_mask = len(self.input_variables), len(self.masked_inputs)
+        self.input_masks = {value: n_in + k for k, value in enumerate(self.masked_inputs)}
+        masks = [ChannelStats(0.0, 1.0)] * n_mask  # 0/1 channels, used as they are
+        inputs = self._input_stats + masks + self._invariant_stats
         try:
-            self.input_normalizer = ChannelNormalizer(in_mean + inv_mean, in_std + inv_std)
-            self.output_normalizer = ChannelNormalizer(out_mean, out_std)
+            self.input_normalizer = _normalizer(inputs)
+            self.output_normalizer = _normalizer(self._output_stats)
+            inv_norm = _normalizer(self._invariant_stats) if self.invariant_variables else None
         except ValueError as err:
             raise DataError(f"{self.stats_path!r}: {err}") from err
-        inv_norm = ChannelNormalizer(inv_mean, inv_std) if self.invariant_variables else None
         self._invariants_normalized = (
             inv_norm.normalize(self._invariants) if inv_norm else self._invariants
         )
+        self._fill_values = self.input_normalizer.physical_zero()[:n_in]
 
     # ----------------------------------------------------------------------------- interface
     def input_channels(self) -> list[ChannelMetadata]:
-        return [ChannelMetadata(v) for v in self.input_variables] + [
-            ChannelMetadata(v, auxiliary=True) for v in self.invariant_variables
-        ]
+        masks = [ChannelMetadata(self.input_variables[i] + MASK_SUFFIX, auxiliary=True,
+                                 units="1", long_name=f"{self.input_variables[i]} is valid (1) "
+                                 "or missing (0)") for i in self.masked_inputs]
+        return ([_channel(v, s) for v, s in zip(self.input_variables, self._input_stats,
+                                                 strict=True)] + masks
+                + [_channel(v, s, auxiliary=True) for v, s in zip(
+                    self.invariant_variables, self._invariant_stats, strict=True)])
 
     def output_channels(self) -> list[ChannelMetadata]:
-        return [ChannelMetadata(v) for v in self.output_variables]
+        return [_channel(v, s) for v, s in zip(self.output_variables, self._output_stats,
+                                                strict=True)]
 
     def image_shape(self) -> tuple[int, int]:
         return self._hr_shape
@@ -205,20 +215,28 @@ class HRRRMiniDataset(ZScoredDataset):
     def longitude(self) -> np.ndarray:
         return self._window_coordinate(self._lon, "longitude")
 
-    def _window_coordinate(self, grid: np.ndarray | None, what: str) -> np.ndarray:
-        nan_grid = np.full(self._hr_shape, np.nan, dtype=np.float32)
+    def sample_latlon(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+        """The grid of sample ``idx``: the full lat/lon cropped at its window."""
+        row, col = self._coords[int(idx) % len(self)]
+        return (self._window(self._lat, row, col), self._window(self._lon, row, col))
+
+    def _window(self, grid: np.ndarray | None, row: int, col: int) -> np.ndarray:
+        (H, W) = self._hr_shape
         if grid is None:
-            return nan_grid
+            return np.full(self._hr_shape, np.nan, dtype=np.float32)
         if grid.shape == self._hr_shape:
             return grid.copy()
-        if len(self) and not (self._coords == self._coords[0]).all():
-            logger.warning(
-                "%s: windows sit at different coords, so there is no single %s grid; "
-                "returning NaN", self.data_path, what,
-            )
-            return nan_grid
-        (row, col), (H, W) = (self._coords[0] if len(self) else (0, 0)), self._hr_shape
         return grid[row:row + H, col:col + W].copy()
+
+    def _window_coordinate(self, grid: np.ndarray | None, what: str) -> np.ndarray:
+        """One grid for every sample; NaN when the windows sit at different places (then each
+        sample's grid comes from `sample_latlon`)."""
+        if len(self) and not (self._coords == self._coords[0]).all():
+            logger.debug("%s: windows sit at different coords, so there is no single %s grid",
+                         self.data_path, what)
+            return np.full(self._hr_shape, np.nan, dtype=np.float32)
+        row, col = self._coords[0] if len(self) else (0, 0)
+        return self._window(grid, row, col)
 
     def __len__(self) -> int:
         return len(self._times)
@@ -228,15 +246,19 @@ class HRRRMiniDataset(ZScoredDataset):
             raise IndexError(f"sample {idx} out of range for {len(self)} samples")
         idx = int(idx) % len(self)
         nc = self._handle()
-        coarse = self._read(nc["input"], self.input_variables, idx)
-        target = self._read(nc["output"], self.output_variables, idx)
-        upsampled = upsample_bilinear(coarse, self.upsample_factor)
-        n_in = len(self.input_variables)
-        img_lr = np.empty((n_in + len(self.invariant_variables), *self._hr_shape), np.float32)
-        img_lr[:n_in] = upsampled
+        coarse = self._read(nc["input"], self.input_variables, idx, self._input_stats)
+        target = self._read(nc["output"], self.output_variables, idx, self._output_stats)
+        n_in, n_mask = len(self.input_variables), len(self.masked_inputs)
+        img_lr = np.empty((n_in + n_mask + len(self.invariant_variables), *self._hr_shape),
+                          np.float32)
+        for k, i in enumerate(self.masked_inputs):
+            valid = np.isfinite(coarse[i])
+            coarse[i][~valid] = self._fill_values[i]
+            img_lr[n_in + k] = np.kron(valid, np.ones((self.upsample_factor,) * 2, np.float32))
+        img_lr[:n_in] = upsample_bilinear(coarse, self.upsample_factor)
         if self.invariant_variables:
             (row, col), (H, W) = self._coords[idx], self._hr_shape
-            img_lr[n_in:] = self._invariants_normalized[:, row:row + H, col:col + W]
+            img_lr[n_in + n_mask:] = self._invariants_normalized[:, row:row + H, col:col + W]
         img_lr[:n_in] = self.input_normalizer.normalize(img_lr)[:n_in]
         img_clean = self.output_normalizer.normalize(target).astype(np.float32, copy=False)
         return img_clean, img_lr
@@ -255,21 +277,40 @@ class HRRRMiniDataset(ZScoredDataset):
                     self._nc[group][name].set_var_chunk_cache(size=CHUNK_CACHE_BYTES)
         return self._nc
 
-    def _read(self, group, names: list[str], idx: int) -> np.ndarray:
+    def _read(self, group, names: list[str], idx: int, stats: list[ChannelStats]) -> np.ndarray:
         out = np.stack([np.ma.filled(group[v][idx].astype(np.float32), np.nan) for v in names])
         if not np.isfinite(out).all():
-            bad = [v for v, field in zip(names, out, strict=True) if not np.isfinite(field).all()]
-            raise DataError(
-                f"{self.data_path!r}: {group.name} variable(s) {bad} contain NaN, Inf or missing "
-                f"values at sample {idx} (time {self._times[idx]:%Y-%m-%dT%H:%M}); fill or drop "
-                "that time before training"
-            )
+            out[~np.isfinite(out)] = np.nan  # Inf counts as missing too
+            bad = [v for v, field, s in zip(names, out, stats, strict=True)
+                   if not s.missing_values and np.isnan(field).any()]
+            if bad:
+                raise DataError(
+                    f"{self.data_path!r}: {group.name} variable(s) {bad} contain NaN, Inf or "
+                    f"missing values at sample {idx} (time {self._times[idx]:%Y-%m-%dT%H:%M}) "
+                    f"but {self.stats_path!r} does not mark them as having missing values; if "
+                    "they are masked on purpose (land-only, radar coverage), convert with "
+                    "python -m datasets.convert --max-missing FRACTION (or set "
+                    f"\"missing_values\": true for them in stats.json), else fill or drop "
+                    "that time"
+                )
         return out
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_nc"], state["_nc_pid"] = None, None
         return state
+
+
+def _normalizer(stats: list[ChannelStats]) -> ChannelNormalizer:
+    return ChannelNormalizer([s.mean for s in stats], [s.std for s in stats],
+                             [s.transform for s in stats], [s.nonnegative for s in stats])
+
+
+def _channel(name: str, stats: ChannelStats, auxiliary: bool = False) -> ChannelMetadata:
+    attrs = stats.attributes
+    return ChannelMetadata(name, auxiliary=auxiliary, units=attrs.get("units", ""),
+                           long_name=attrs.get("long_name", ""),
+                           standard_name=attrs.get("standard_name", ""))
 
 
 def _require_file(path: str, option: str) -> None:

@@ -8,6 +8,11 @@ in one place. Layout (what ``datasets.hrrrmini`` reads):
 - group ``input``: one ``(N, h, w)`` variable per low-res channel;
 - group ``output``: one ``(N, H, W)`` variable per high-res channel;
 - group ``invariant``: static ``(Hg, Wg)`` fields such as ``elev_mean`` and ``lsm_mean``.
+
+Variables carry their CF ``units``/``long_name``/``standard_name`` when known. Missing values are
+stored as NaN. ``stats.json`` holds, per group and variable, ``mean`` and ``std`` of the valid
+values (after the variable's ``transform``, if any) and, where they apply, ``transform``,
+``nonnegative``, ``missing_values`` (the data have missing values) and the CF attributes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
+from datasets import transforms
+
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
 TIME_CALENDAR = "standard"
 
@@ -31,11 +38,17 @@ class RunningMoments:
 
     def __init__(self) -> None:
         self.count = 0
+        self.missing = 0
         self.mean = 0.0
         self.m2 = 0.0
 
     def update(self, values: np.ndarray) -> None:
+        """Add the finite values of ``values``; NaN/Inf are counted as missing, not averaged."""
         values = np.asarray(values, dtype=np.float64).ravel()
+        finite = np.isfinite(values)
+        if not finite.all():
+            self.missing += int(values.size - finite.sum())
+            values = values[finite]
         n = values.size
         if n == 0:
             return
@@ -78,7 +91,12 @@ class HRRRMiniWriter:
         lon: np.ndarray | None = None,
         attributes: Mapping[str, str] | None = None,
         compression_level: int = 1,
+        variable_attributes: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
+        normalization: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
     ):
+        """``variable_attributes[group][name]``: CF attributes written to the variable and to
+        the statistics; ``normalization[group][name]``: ``transform`` (statistics are of the
+        transformed values) and ``nonnegative``, recorded in the statistics."""
         self.path = Path(path)
         self.tmp_path = self.path.with_name(self.path.name + ".partial")
         self.input_shape = tuple(input_shape)
@@ -89,6 +107,8 @@ class HRRRMiniWriter:
         self.lat, self.lon = lat, lon
         self.attributes = dict(attributes or {})
         self.compression_level = compression_level
+        self.variable_attributes = {g: dict(v) for g, v in (variable_attributes or {}).items()}
+        self.normalization = {g: dict(v) for g, v in (normalization or {}).items()}
         self.count = 0
         self.moments = {
             group: {v: RunningMoments() for v in names}
@@ -131,12 +151,14 @@ class HRRRMiniWriter:
             group.createDimension(ydim, shape[0])
             group.createDimension(xdim, shape[1])
             for name in names:
-                group.createVariable(
+                var = group.createVariable(
                     name, "f4", ("time", ydim, xdim), chunksizes=(1, *shape), **zlib
                 )
+                var.setncatts(self._attrs(group_name, name))
         invariant = nc.createGroup("invariant")
         for name, values in self.invariants.items():
             var = invariant.createVariable(name, "f4", ("y_grid", "x_grid"), **zlib)
+            var.setncatts(self._attrs("invariant", name))
             var[:] = values
         self._nc = nc
         return self
@@ -169,18 +191,36 @@ class HRRRMiniWriter:
                         f"got {values.shape}"
                     )
                 self._nc[group_name][name][start:stop] = values
-                moments.update(values)
+                transform = str(self._normalization(group_name, name).get("transform", "none"))
+                moments.update(transforms.forward(transform, values.astype(np.float64)))
         self.count = stop
+
+    def _attrs(self, group: str, name: str) -> dict[str, str]:
+        return dict(self.variable_attributes.get(group, {}).get(name, {}))
+
+    def _normalization(self, group: str, name: str) -> dict[str, object]:
+        return dict(self.normalization.get(group, {}).get(name, {}))
 
     def stats(self) -> dict:
         """Statistics in the ``stats.json`` format of the samples written so far."""
-        out: dict = {
-            group: {v: {"mean": m.mean, "std": m.std} for v, m in moments.items()}
-            for group, moments in self.moments.items()
-        }
-        out["invariant"] = {
-            k: {"mean": float(v.mean()), "std": float(v.std())} for k, v in self.invariants.items()
-        }
+        out: dict = {}
+        for group, moments in self.moments.items():
+            out[group] = {}
+            for name, m in moments.items():
+                entry: dict = {"mean": m.mean, "std": m.std}
+                extra = self._normalization(group, name)
+                if extra.get("transform", "none") != "none":
+                    entry["transform"] = extra["transform"]
+                if "nonnegative" in extra:
+                    entry["nonnegative"] = bool(extra["nonnegative"])
+                if m.missing:
+                    entry["missing_values"] = True
+                out[group][name] = {**entry, **self._attrs(group, name)}
+        out["invariant"] = {}
+        for name, values in self.invariants.items():
+            valid = values[np.isfinite(values)].astype(np.float64)
+            out["invariant"][name] = {"mean": float(valid.mean()), "std": float(valid.std()),
+                                      **self._attrs("invariant", name)}
         return out
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -12,8 +12,10 @@ def upsample_bilinear(coarse: np.ndarray | torch.Tensor, factor: int) -> np.ndar
 
     Coarse values sit at cell centres (each covers ``factor x factor`` fine pixels). Fine pixels
     near the border lie outside the outermost coarse centres; there the field is extended
-    linearly from the edge gradient instead of being clamped, so a linear ramp is reproduced
-    exactly everywhere. Works on numpy or torch input and returns the same type.
+    linearly from the edge gradient, limited to the range of the coarse values of that field:
+    a ramp keeps its slope up to the border unless that would leave the coarse range, and a
+    non-negative field (precipitation) never gets negative values from extrapolation. Works on
+    numpy or torch input and returns the same type.
     """
     if int(factor) != factor or factor < 1:
         raise ValueError(f"upsampling factor must be a positive integer, got {factor!r}")
@@ -36,7 +38,10 @@ def upsample_bilinear(coarse: np.ndarray | torch.Tensor, factor: int) -> np.ndar
 
 
 def _pad_linear(x: torch.Tensor) -> torch.Tensor:
-    """Pad the last two axes by one cell with linear extrapolation (``2*x[0] - x[1]``)."""
+    """Pad the last two axes by one cell with linear extrapolation (``2*x[0] - x[1]``), clipped
+    to each field's own range (min..max over the last two axes)."""
+    low = x.amin(dim=(-2, -1), keepdim=True)
+    high = x.amax(dim=(-2, -1), keepdim=True)
     if x.shape[-1] > 1:
         left = 2 * x[..., :, :1] - x[..., :, 1:2]
         right = 2 * x[..., :, -1:] - x[..., :, -2:-1]
@@ -48,4 +53,4 @@ def _pad_linear(x: torch.Tensor) -> torch.Tensor:
         bottom = 2 * x[..., -1:, :] - x[..., -2:-1, :]
     else:
         top = bottom = x
-    return torch.cat([top, x, bottom], dim=-2)
+    return torch.minimum(torch.maximum(torch.cat([top, x, bottom], dim=-2), low), high)

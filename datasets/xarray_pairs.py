@@ -1,18 +1,24 @@
-"""Pairing a coarse and a fine xarray dataset: variables, common times and the grid relation.
+"""Pairing a coarse and a fine xarray dataset: channels, common times and the grid relation.
 
 Both the converter (`datasets.convert`) and the no-conversion template datapipe
 (`datasets.custom_template`) need the same checks, so they live here once:
 
 - files are NetCDF (``xr.open_dataset``) or zarr (directories / ``*.zarr``), opened lazily;
   fields are read one time step at a time, never whole variables;
-- times are the exact intersection of the two ``time`` coordinates;
-- the fine grid must be an integer multiple ``factor`` of the coarse grid in both directions, with
-  aligned blocks: coarse cell ``(i, j)`` covers fine pixels ``[i*f:(i+1)*f, j*f:(j+1)*f]``;
+- a channel is a file variable plus an optional selection of levels/members
+  (`datasets.field_selection`); each channel has its own record positions, so a flattened
+  (time x level) axis works;
+- times are the exact intersection of the channels' times;
+- the fine grid relates to the coarse grid by an integer ``factor`` with aligned blocks: coarse
+  cell ``(i, j)`` covers fine pixels ``[i*f:(i+1)*f, j*f:(j+1)*f]``; both are cropped at their
+  far edges to whole coarse cells (`datasets.grid_alignment`, ``crop``);
 - or, with ``regrid=True`` and a given ``factor``, coarse data on a regular 1-D lat/lon grid are
   bilinearly interpolated to the centre (mean lat/lon) of every ``factor x factor`` fine block,
   which produces exactly such an aligned coarse grid.
 
-Variable lists accept ``name=source`` entries to rename a file variable (``2t=t2m``).
+Variable lists accept ``name=source`` entries to rename a file variable (``2t=t2m``) and
+``source@dim=value`` selections (``theta@level=10``). Missing values (NaN, or the file's fill
+value) are returned as NaN; what to do with them is the caller's decision.
 """
 
 from __future__ import annotations
@@ -21,35 +27,31 @@ import datetime
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from datasets.base import DataError
+from datasets.field_selection import (
+    FieldSpec,
+    ResolvedField,
+    extra_dimension_hint,
+    leftover_dims,
+    parse_fields,
+    parse_selection,
+    resolve_field,
+)
+from datasets.grid_alignment import BilinearRegridder, aligned_shape, infer_factor, parse_crop
 
-DIM_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"), ("south_north", "west_east"))
+DIM_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"), ("south_north", "west_east"),
+             ("rlat", "rlon"))
 log = logging.getLogger(__name__)
 LAT_NAMES = ("lat", "latitude", "XLAT")
 LON_NAMES = ("lon", "longitude", "XLONG")
-
-
-def parse_variables(spec: str | Sequence[str] | None) -> list[tuple[str, str]]:
-    """``"a,b=src"`` or ``["a", "b=src"]`` to ``[(name, source), ...]``."""
-    if spec is None:
-        return []
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    pairs = []
-    for item in (str(i).strip() for i in items):
-        if not item:
-            continue
-        name, _, source = item.partition("=")
-        pairs.append((name.strip(), (source or name).strip()))
-    names = [n for n, _ in pairs]
-    if len(set(names)) != len(names):
-        raise DataError(f"variable names must be unique within a list, got {names}")
-    return pairs
+CF_ATTRIBUTES = ("units", "long_name", "standard_name")
 
 
 def open_xarray(path: str | os.PathLike) -> xr.Dataset:
@@ -67,16 +69,10 @@ def open_xarray(path: str | os.PathLike) -> xr.Dataset:
         raise DataError(f"cannot open {str(path)!r} as NetCDF or zarr: {err}") from err
 
 
-def check_variables(ds: xr.Dataset, sources: Sequence[str], what: str) -> None:
-    missing = [s for s in sources if s not in ds.variables]
-    if missing:
-        raise DataError(
-            f"{what}: variable(s) {missing} not found; it has: {sorted(map(str, ds.data_vars))}"
-        )
-
-
-def spatial_dims(da: xr.DataArray, dims: Sequence[str] | None = None) -> tuple[str, str]:
-    """The (y, x) dimension names of ``da``: the given pair, a known pair, else the last two."""
+def spatial_dims(da: xr.DataArray, dims: Sequence[str] | None = None,
+                 exclude: Sequence[str] = ()) -> tuple[str, str]:
+    """The (y, x) dimension names of ``da``: the given pair, a known pair, else the last two
+    dimensions that are not in ``exclude`` (the record axis and selected dimensions)."""
     if dims:
         dims = tuple(dims)
         if len(dims) != 2 or not set(dims) <= set(da.dims):
@@ -85,25 +81,10 @@ def spatial_dims(da: xr.DataArray, dims: Sequence[str] | None = None) -> tuple[s
     for pair in DIM_PAIRS:
         if set(pair) <= set(da.dims):
             return pair
-    rest = [d for d in da.dims if d != "time"]
+    rest = [d for d in da.dims if d not in exclude and d != "time"]
     if len(rest) < 2:
         raise DataError(f"variable {da.name!r} with dims {da.dims} is not a 2-D field")
     return rest[-2], rest[-1]
-
-
-def read_field(da: xr.DataArray, dims: tuple[str, str], time_index: int | None) -> np.ndarray:
-    """One (y, x) float32 field; singleton extra dims (e.g. one level) are dropped."""
-    if time_index is not None and "time" in da.dims:
-        da = da.isel(time=time_index)
-    elif "time" in da.dims:
-        da = da.isel(time=0)  # a static field stored with a time axis
-    extra = [d for d in da.dims if d not in dims]
-    if any(da.sizes[d] != 1 for d in extra):
-        raise DataError(
-            f"variable {da.name!r} has extra dimension(s) { {d: da.sizes[d] for d in extra} }; "
-            "select one level first (e.g. ds.sel(level=850) in xarray) and save the result"
-        )
-    return np.asarray(da.isel({d: 0 for d in extra}).transpose(*dims).values, dtype=np.float32)
 
 
 def to_datetimes(index) -> list[datetime.datetime]:
@@ -111,6 +92,11 @@ def to_datetimes(index) -> list[datetime.datetime]:
     return [
         datetime.datetime(t.year, t.month, t.day, t.hour, t.minute, t.second) for t in index
     ]
+
+
+def cf_attributes(da: xr.DataArray) -> dict[str, str]:
+    """The ``units``, ``long_name`` and ``standard_name`` a variable carries (as strings)."""
+    return {k: str(da.attrs[k]) for k in CF_ATTRIBUTES if str(da.attrs.get(k, "")).strip()}
 
 
 def latlon(ds: xr.Dataset, dims: tuple[str, str]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -123,44 +109,14 @@ def latlon(ds: xr.Dataset, dims: tuple[str, str]) -> tuple[np.ndarray, np.ndarra
     if lat.ndim == 1 and lon.ndim == 1:
         lon2, lat2 = np.meshgrid(lon.values, lat.values)
         return lat2.astype(np.float64), lon2.astype(np.float64)
-    return (read_field(lat, dims, None).astype(np.float64),
-            read_field(lon, dims, None).astype(np.float64))
+    return (_static_values(lat, dims).astype(np.float64),
+            _static_values(lon, dims).astype(np.float64))
 
 
-class BilinearRegridder:
-    """Precomputed bilinear weights from a regular 1-D lat/lon grid to arbitrary points, reading
-    only the coarse sub-box that the points need."""
-
-    def __init__(self, src_lat: np.ndarray, src_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray):
-        src_lat, src_lon = np.asarray(src_lat, float), np.asarray(src_lon, float)
-        lon = lon % 360 if src_lon.max() > 180 else (lon + 180) % 360 - 180
-        self.rows = self._weights(src_lat, lat, "latitude")
-        self.cols = self._weights(src_lon, lon, "longitude")
-        lo_r, lo_c = self.rows[0].min(), self.cols[0].min()
-        self.box = (slice(lo_r, self.rows[0].max() + 2), slice(lo_c, self.cols[0].max() + 2))
-        self.rows = (self.rows[0] - lo_r, self.rows[1])
-        self.cols = (self.cols[0] - lo_c, self.cols[1])
-
-    @staticmethod
-    def _weights(axis: np.ndarray, points: np.ndarray, name: str):
-        flip = axis.size > 1 and axis[0] > axis[-1]
-        asc = axis[::-1] if flip else axis
-        if asc.size < 2 or points.min() < asc[0] or points.max() > asc[-1]:
-            raise DataError(
-                f"--regrid: fine {name}s span {points.min():.3f}..{points.max():.3f} but the "
-                f"coarse grid covers {asc[0]:.3f}..{asc[-1]:.3f}; it must cover the fine domain"
-            )
-        i = np.clip(np.searchsorted(asc, points, side="right") - 1, 0, asc.size - 2)
-        w = (points - asc[i]) / (asc[i + 1] - asc[i])
-        if flip:  # index into the original (descending) order
-            i, w = axis.size - 2 - i, 1 - w
-        return i, w
-
-    def __call__(self, field: np.ndarray) -> np.ndarray:
-        (i, wy), (j, wx) = self.rows, self.cols
-        out = ((1 - wy) * (1 - wx) * field[i, j] + (1 - wy) * wx * field[i, j + 1]
-               + wy * (1 - wx) * field[i + 1, j] + wy * wx * field[i + 1, j + 1])
-        return out.astype(np.float32)
+def _static_values(da: xr.DataArray, dims: tuple[str, str]) -> np.ndarray:
+    """A 2-D field stored with or without leading singleton (or time) dimensions."""
+    extra = [d for d in da.dims if d not in dims]
+    return np.asarray(da.isel({d: 0 for d in extra}).transpose(*dims).values, dtype=np.float32)
 
 
 class PairedData:
@@ -176,92 +132,155 @@ class PairedData:
         factor: int | None = None,
         coarse_dims: Sequence[str] | None = None,
         fine_dims: Sequence[str] | None = None,
+        select: str | Mapping[str, object] | None = None,
+        crop: str | int = "auto",
     ):
-        self.inputs = parse_variables(input_variables)
-        self.outputs = parse_variables(output_variables)
+        self.inputs = parse_fields(input_variables, "input variables")
+        self.outputs = parse_fields(output_variables, "output variables")
         if not self.inputs or not self.outputs:
             raise DataError("give at least one input and one output variable")
+        self.selection = parse_selection(select)
+        self.crop = parse_crop(crop)
         self.coarse = open_xarray(coarse_path)
         try:
             self.fine = open_xarray(fine_path)
         except DataError:
             self.coarse.close()
             raise
+        self.paths = (f"coarse data {coarse_path}", f"fine data {fine_path}")
         try:
-            self._check(coarse_path, fine_path, regrid, factor, coarse_dims, fine_dims)
+            self._check(regrid, factor, coarse_dims, fine_dims)
         except Exception:
             self.close()
             raise
 
-    def _check(self, coarse_path, fine_path, regrid, factor, coarse_dims, fine_dims) -> None:
-        check_variables(self.coarse, [s for _, s in self.inputs], f"coarse data {coarse_path}")
-        check_variables(self.fine, [s for _, s in self.outputs], f"fine data {fine_path}")
-        self.coarse_dims = spatial_dims(self.coarse[self.inputs[0][1]], coarse_dims)
-        self.fine_dims = spatial_dims(self.fine[self.outputs[0][1]], fine_dims)
-        self._match_times(coarse_path, fine_path)
-        self.fine_shape = tuple(self.fine.sizes[d] for d in self.fine_dims)
-        coarse_shape = tuple(self.coarse.sizes[d] for d in self.coarse_dims)
+    @property
+    def input_names(self) -> list[str]:
+        return [f.name for f in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f.name for f in self.outputs]
+
+    def _check(self, regrid, factor, coarse_dims, fine_dims) -> None:
+        unknown = [k for k in self.selection
+                   if not any(k in ds.dims or k in ds.variables for ds in (self.coarse, self.fine))]
+        if unknown:
+            raise DataError(
+                f"--select {unknown[0]}=...: neither file has a dimension or coordinate "
+                f"{unknown[0]!r} (coarse dims {dict(self.coarse.sizes)}, fine dims "
+                f"{dict(self.fine.sizes)})")
+        self.coarse_fields = self._resolve(self.coarse, self.inputs, self.paths[0])
+        self.fine_fields = self._resolve(self.fine, self.outputs, self.paths[1])
+        self.coarse_dims = self._spatial(self.coarse, self.coarse_fields, coarse_dims,
+                                         self.paths[0])
+        self.fine_dims = self._spatial(self.fine, self.fine_fields, fine_dims, self.paths[1])
+        self._match_times()
+        fine_full = tuple(self.fine.sizes[d] for d in self.fine_dims)
+        coarse_full = tuple(self.coarse.sizes[d] for d in self.coarse_dims)
+        self.full_fine_shape = fine_full
         self.regridder = None
         if regrid:
-            self.factor = self._setup_regrid(factor, self.fine_shape)
+            if not factor or int(factor) != factor or factor < 1:
+                raise DataError("--regrid needs --factor: fine pixels per coarse block side")
+            self.factor = int(factor)
+            self.fine_shape = aligned_shape(fine_full, None, self.factor, self.crop)
         else:
-            self.factor = _grid_factor(coarse_shape, self.fine_shape, factor)
-            self._warn_if_misaligned()
+            self.factor = infer_factor(coarse_full, fine_full, factor)
+            self.fine_shape = aligned_shape(fine_full, coarse_full, self.factor, self.crop)
         self.coarse_shape = (self.fine_shape[0] // self.factor, self.fine_shape[1] // self.factor)
+        if regrid:
+            self._setup_regrid()
+        if self.fine_shape != fine_full or (not regrid and self.coarse_shape != coarse_full):
+            log.info(
+                "cropping to whole %dx%d coarse cells: fine grid %dx%d -> %dx%d (dropping the "
+                "last %d row(s) and %d column(s))%s; --crop none refuses instead",
+                self.factor, self.factor, *fine_full, *self.fine_shape,
+                fine_full[0] - self.fine_shape[0], fine_full[1] - self.fine_shape[1],
+                "" if regrid else ", coarse grid {}x{} -> {}x{}".format(*coarse_full,
+                                                                         *self.coarse_shape))
+        if not regrid:
+            self._warn_if_misaligned()
 
-    def _block_latlon(self, factor: int) -> list[np.ndarray] | None:
-        """Mean lat/lon of every ``factor x factor`` fine block, or None without fine lat/lon."""
-        fine_ll = latlon(self.fine, self.fine_dims)
-        if fine_ll is None:
-            return None
-        h, w = self.fine_shape[0] // factor, self.fine_shape[1] // factor
-        return [v.reshape(h, factor, w, factor).mean(axis=(1, 3)) for v in fine_ll]
+    def _resolve(self, ds: xr.Dataset, specs: list[FieldSpec], where: str
+                 ) -> dict[str, ResolvedField]:
+        return {spec.name: resolve_field(ds, spec, self.selection, where) for spec in specs}
+
+    def _spatial(self, ds: xr.Dataset, fields: dict[str, ResolvedField],
+                 given: Sequence[str] | None, where: str) -> tuple[str, str]:
+        """Spatial dims from the first channel; every channel must then be 2-D on them."""
+        first = next(iter(fields.values()))
+        exclude = [*first.isel, first.record_dim]
+        dims = spatial_dims(ds[first.spec.source], given, [d for d in exclude if d])
+        for resolved in fields.values():
+            da = ds[resolved.spec.source]
+            if not set(dims) <= set(da.dims):
+                raise DataError(f"{where}: variable {resolved.spec.source!r} has dims {da.dims}, "
+                                f"not the grid {dims} of {first.spec.source!r}")
+            extra = {d: n for d, n in leftover_dims(da, resolved, dims).items() if n != 1}
+            if extra:
+                raise DataError(
+                    f"{where}: {resolved.spec.text} has extra dimension(s) {extra}; pick one "
+                    f"value with {extra_dimension_hint(ds, extra)}, or one channel per value "
+                    f"with {resolved.spec.source}@<dim>=<value>")
+        return dims
 
     def _warn_if_misaligned(self) -> None:
         """Integer size ratios can be a coincidence: compare coordinates where both have them."""
-        blocks = self._block_latlon(self.factor)
+        blocks = self._block_latlon()
         coarse_ll = latlon(self.coarse, self.coarse_dims)
-        if blocks is None or coarse_ll is None or blocks[0].shape != coarse_ll[0].shape:
+        if blocks is None or coarse_ll is None:
             return
-        lat_gap = np.abs(blocks[0] - coarse_ll[0]).max()
-        lon_gap = np.abs((blocks[1] - coarse_ll[1] + 180) % 360 - 180).max()
-        cell = max(np.abs(np.diff(coarse_ll[0], axis=0)).max(initial=0),
-                   np.abs(np.diff(coarse_ll[1], axis=1)).max(initial=0))
+        h, w = self.coarse_shape
+        coarse_ll = [v[:h, :w] for v in coarse_ll]
+        if blocks[0].shape != coarse_ll[0].shape:
+            return
+        lat_gap = np.nanmax(np.abs(blocks[0] - coarse_ll[0]))
+        lon_gap = np.nanmax(np.abs((blocks[1] - coarse_ll[1] + 180) % 360 - 180))
+        cell = max(np.nanmax(np.abs(np.diff(coarse_ll[0], axis=0)), initial=0),
+                   np.nanmax(np.abs(np.diff(coarse_ll[1], axis=1)), initial=0))
         if max(lat_gap, lon_gap) > cell > 0:
             log.warning(
                 "coarse cell centres are up to %.3f deg lat / %.3f deg lon away from the fine "
                 "blocks they are paired with (coarse spacing %.3f deg): the grids may not be "
                 "aligned; check the data or use --regrid", lat_gap, lon_gap, cell)
 
-    def _match_times(self, coarse_path, fine_path) -> None:
-        for ds, path in ((self.coarse, coarse_path), (self.fine, fine_path)):
-            if "time" not in ds.indexes:
-                raise DataError(f"{path}: no 'time' coordinate; name the time dimension 'time'")
-            if not ds.indexes["time"].is_unique:
-                raise DataError(f"{path}: the 'time' coordinate has duplicate values")
-        ic, fi = self.coarse.indexes["time"], self.fine.indexes["time"]
+    def _block_latlon(self) -> list[np.ndarray] | None:
+        """Mean lat/lon of every ``factor x factor`` block of the (cropped) fine grid."""
+        fine_ll = self.latlon()
+        if fine_ll is None:
+            return None
+        f, (h, w) = self.factor, self.coarse_shape
+        return [v.reshape(h, f, w, f).mean(axis=(1, 3)) for v in fine_ll]
+
+    def _match_times(self) -> None:
+        timed = {**{("coarse", n): r for n, r in self.coarse_fields.items()},
+                 **{("fine", n): r for n, r in self.fine_fields.items()}}
+        missing = [key for key, r in timed.items() if r.times is None]
+        if missing:
+            side, name = missing[0]
+            path = self.paths[0] if side == "coarse" else self.paths[1]
+            raise DataError(f"{path}: {name!r} has no time axis; a channel needs one field per "
+                            "time (static fields go to --invariant-variables)")
+        coarse_times = _intersect([r.times for r in self.coarse_fields.values()])
+        fine_times = _intersect([r.times for r in self.fine_fields.values()])
         try:
-            common = fi.intersection(ic).sort_values()
+            common = fine_times.intersection(coarse_times).sort_values()
         except TypeError as err:
             raise DataError(f"coarse and fine time coordinates are not comparable: {err}") from err
         if len(common) == 0:
             raise DataError(
-                f"no common times: coarse {coarse_path} has {len(ic)} times "
-                f"({ic[0]} .. {ic[-1]}), fine {fine_path} has {len(fi)} ({fi[0]} .. {fi[-1]}); "
-                "times must match exactly"
+                f"no common times: {self.paths[0]} has {len(coarse_times)} times "
+                f"({_span(coarse_times)}), {self.paths[1]} has {len(fine_times)} "
+                f"({_span(fine_times)}); times must match exactly"
             )
-        self.coarse_index = ic.get_indexer(common)
-        self.fine_index = fi.get_indexer(common)
+        self.positions = {key: r.positions[r.times.get_indexer(common)]
+                          for key, r in timed.items()}
         self.times = to_datetimes(common)
-        self.dropped = (len(ic) - len(common), len(fi) - len(common))
+        self.dropped = (len(coarse_times) - len(common), len(fine_times) - len(common))
 
-    def _setup_regrid(self, factor: int | None, fine_shape: tuple[int, int]) -> int:
-        if not factor or int(factor) != factor or factor < 1:
-            raise DataError("--regrid needs --factor: fine pixels per coarse block side")
-        factor = int(factor)
-        if fine_shape[0] % factor or fine_shape[1] % factor:
-            raise DataError(f"fine grid {fine_shape} is not divisible by factor {factor}")
-        blocks = self._block_latlon(factor)
+    def _setup_regrid(self) -> None:
+        blocks = self._block_latlon()
         src = [self.coarse[d].values for d in self.coarse_dims if d in self.coarse.coords]
         if blocks is None or len(src) != 2 or any(s.ndim != 1 for s in src):
             raise DataError(
@@ -269,68 +288,101 @@ class PairedData:
                 f"{self.coarse_dims} and lat/lon (1-D or 2-D) in the fine file"
             )
         self.regridder = BilinearRegridder(src[0], src[1], *blocks)
-        return factor
 
     def describe(self) -> str:
         return (f"{len(self.times)} common times (dropped {self.dropped[0]} coarse-only, "
                 f"{self.dropped[1]} fine-only); fine grid {self.fine_shape}, factor {self.factor}"
                 + (" (regridded)" if self.regridder else ""))
 
-    def read_coarse(self, k: int, source: str) -> np.ndarray:
-        """Coarse field at matched time ``k`` on the aligned block grid ``(H/f, W/f)``."""
-        da = self.coarse[source]
+    def _read(self, ds: xr.Dataset, resolved: ResolvedField, dims: tuple[str, str],
+              position: int | None, box: tuple[slice, slice]) -> np.ndarray:
+        sel = dict(resolved.isel)
+        if resolved.record_dim is not None:
+            sel[resolved.record_dim] = position if position is not None else 0
+        sel.update(zip(dims, box, strict=True))
+        da = ds[resolved.spec.source].isel(sel)
+        extra = [d for d in da.dims if d not in dims]
+        return np.asarray(da.isel({d: 0 for d in extra}).transpose(*dims).values,
+                          dtype=np.float32)
+
+    def read_coarse(self, k: int, name: str) -> np.ndarray:
+        """Coarse channel ``name`` at matched time ``k`` on the aligned block grid
+        ``(H/f, W/f)``; missing values are NaN."""
+        resolved, position = self.coarse_fields[name], int(self.positions["coarse", name][k])
         if self.regridder is not None:
-            da = da.isel(dict(zip(self.coarse_dims, self.regridder.box, strict=True)))
-            return self.regridder(read_field(da, self.coarse_dims, int(self.coarse_index[k])))
-        return read_field(da, self.coarse_dims, int(self.coarse_index[k]))
+            return self.regridder(self._read(self.coarse, resolved, self.coarse_dims, position,
+                                             self.regridder.box))
+        box = (slice(0, self.coarse_shape[0]), slice(0, self.coarse_shape[1]))
+        return self._read(self.coarse, resolved, self.coarse_dims, position, box)
 
-    def read_fine(self, k: int, source: str) -> np.ndarray:
-        return read_field(self.fine[source], self.fine_dims, int(self.fine_index[k]))
+    def read_fine(self, k: int, name: str) -> np.ndarray:
+        """Fine channel ``name`` at matched time ``k`` on the cropped grid; missing = NaN."""
+        box = (slice(0, self.fine_shape[0]), slice(0, self.fine_shape[1]))
+        return self._read(self.fine, self.fine_fields[name], self.fine_dims,
+                          int(self.positions["fine", name][k]), box)
 
-    def read_static(self, sources: Sequence[str], path: str | os.PathLike | None = None):
-        """Static full-grid fields from ``path`` (same grid as the fine data) or the fine file."""
+    def attributes(self, name: str) -> dict[str, str]:
+        """CF attributes (units, long_name, standard_name) of an input or output channel."""
+        if name in self.fine_fields:
+            return cf_attributes(self.fine[self.fine_fields[name].spec.source])
+        return cf_attributes(self.coarse[self.coarse_fields[name].spec.source])
+
+    def read_static(self, variables: str | Sequence[str] | None,
+                    path: str | os.PathLike | None = None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, str]]]:
+        """Static fields ``{name: (H, W)}`` on the cropped fine grid, from ``path`` (same grid
+        as the fine data) or the fine file, and their CF attributes. NaN where missing."""
+        specs = parse_fields(variables, "invariant variables")
         ds = open_xarray(path) if path else self.fine
+        where = f"invariant data {path or 'in the fine file'}"
+        fields, attrs = {}, {}
         try:
-            check_variables(ds, sources, f"invariant data {path or 'in the fine file'}")
-            out = {s: read_field(ds[s], self._static_dims(ds[s]), None) for s in sources}
+            for spec in specs:
+                resolved = resolve_field(ds, spec, self.selection, where)
+                da = ds[spec.source]
+                dims = (self.fine_dims if set(self.fine_dims) <= set(da.dims)
+                        else spatial_dims(da, None, [*resolved.isel, resolved.record_dim or ""]))
+                shape = tuple(da.sizes[d] for d in dims)
+                if shape != self.full_fine_shape:
+                    raise DataError(f"invariant {spec.source!r} has shape {shape}, the fine grid "
+                                    f"is {self.full_fine_shape}")
+                box = (slice(0, self.fine_shape[0]), slice(0, self.fine_shape[1]))
+                fields[spec.name] = self._read(ds, resolved, dims, None, box)
+                attrs[spec.name] = cf_attributes(da)
         finally:
             if path:
                 ds.close()
-        for s, v in out.items():
-            if v.shape != self.fine_shape:
-                raise DataError(
-                    f"invariant {s!r} has shape {v.shape}, the fine grid is {self.fine_shape}"
-                )
-            if not np.isfinite(v).all():
-                raise DataError(f"invariant {s!r} contains NaN or infinite values")
-        return out
-
-    def _static_dims(self, da: xr.DataArray) -> tuple[str, str]:
-        return self.fine_dims if set(self.fine_dims) <= set(da.dims) else spatial_dims(da)
+        return fields, attrs
 
     def latlon(self) -> tuple[np.ndarray, np.ndarray] | None:
-        return latlon(self.fine, self.fine_dims)
+        """Fine-grid (lat, lon) on the cropped grid, or None if the fine file has none."""
+        ll = latlon(self.fine, self.fine_dims)
+        if ll is None:
+            return None
+        h, w = self.fine_shape
+        return ll[0][:h, :w], ll[1][:h, :w]
 
     def close(self) -> None:
         self.coarse.close()
         self.fine.close()
 
 
-def _grid_factor(coarse: tuple[int, int], fine: tuple[int, int], factor: int | None) -> int:
-    ry, rx = fine[0] / coarse[0], fine[1] / coarse[1]
-    if ry != rx or ry != int(ry) or (factor and factor != ry):
-        want = f" (expected factor {factor})" if factor else ""
-        raise DataError(
-            f"fine grid {fine} is not the same integer multiple of coarse grid {coarse} in both "
-            f"directions{want}; regrid the coarse data to an aligned grid first (each coarse cell "
-            "covering factor x factor fine pixels), or use --regrid --factor F"
-        )
-    return int(ry)
+def _intersect(indexes: list[pd.Index]) -> pd.Index:
+    common = indexes[0]
+    for index in indexes[1:]:
+        common = common.intersection(index)
+    return common
 
 
-def check_finite(values: np.ndarray, name: str, time: datetime.datetime, what: str) -> None:
+def _span(times: pd.Index) -> str:
+    return f"{times.min()} .. {times.max()}" if len(times) else "none"
+
+
+def check_finite(values: np.ndarray, name: str, time: datetime.datetime, what: str,
+                 advice: str) -> None:
+    """Refuse NaN/Inf in a field, naming the variable, the time and ``advice`` (the fix)."""
     if not np.isfinite(values).all():
         raise DataError(
-            f"{what} variable {name!r} has {int((~np.isfinite(values)).sum())} NaN/infinite "
-            f"values at {time:%Y-%m-%d %H:%M}; fill or drop that time before converting"
+            f"{what} variable {name!r} has {int((~np.isfinite(values)).sum())} missing (NaN or "
+            f"infinite) values at {time:%Y-%m-%d %H:%M}; {advice}"
         )

@@ -27,7 +27,7 @@ import netCDF4
 import numpy as np
 
 from datasets.base import ChannelMetadata
-from helpers.variable_metadata import describe
+from datasets.variable_metadata import describe
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ COARSE_VARS = ["t2m", "u10", "v10", "tcwv"]
 FINE_VARS = ["t2m", "u10"]
 
 
-def write_pair(tmp_path: Path, coarse_shape=(HF // F, WF // F), fine_store="nc", nan_at=None):
+def write_pair(tmp_path: Path, coarse_shape=(HF // F, WF // F), fine_store="nc", nan_at=None,
+               nan_everywhere=False):
     """Coarse 4x6 (12 hourly times) and fine 32x48 (11 times, 10 shared) files."""
     rng = np.random.default_rng(0)
     coarse_times = pd.date_range("2021-01-01", periods=12, freq="h")
@@ -37,7 +38,9 @@ def write_pair(tmp_path: Path, coarse_shape=(HF // F, WF // F), fine_store="nc",
                 "lat": (("y", "x"), 30 + 0.1 * y[:, None] + 0.01 * x[None, :]),
                 "lon": (("y", "x"), -100 + 0.12 * x[None, :] + 0.0 * y[:, None])},
     )
-    if nan_at is not None:
+    if nan_at is not None and nan_everywhere:
+        fine["t2m"][nan_at:] = np.nan
+    elif nan_at is not None:
         fine["t2m"][nan_at, 3, 4] = np.nan
     coarse = xr.Dataset(
         {v: (("time", "lat", "lon"), rng.normal(0, 1, (12, *coarse_shape)).astype("f4"))
@@ -156,7 +159,7 @@ def test_regrid_interpolates_to_block_centres(tmp_path):
                                np.repeat(field[None], 12, 0) + np.arange(12)[:, None, None])},
                         coords={"time": times, "latitude": lat, "longitude": lon})
     coarse.to_netcdf(tmp_path / "era5.nc")
-    with pytest.raises(DataError, match="integer multiple"):
+    with pytest.raises(DataError, match="cannot tell the grid factor.*--regrid --factor F"):
         convert(tmp_path / "era5.nc", fine_path, "z", "t2m", tmp_path / "o", window=16,
                 progress=False)
     with pytest.raises(DataError, match="needs --factor"):
@@ -205,17 +208,16 @@ def test_split_times():
     [
         ("missing_file", "does not exist"),
         ("missing_variable", r"'q2'.*not found.*t2m"),
-        ("ratio", r"not the same integer multiple.*\(5, 6\).*regrid"),
+        ("ratio", r"cannot tell the grid factor.*\(5, 6\).*--factor F.*--regrid"),
         ("no_common_times", "no common times"),
-        ("nan", r"'t2m'.*2021-01-01 05:00"),
-        ("window", "window 12 must be a positive multiple of the grid factor 8"),
+        ("window", "window 12x12 must be a positive multiple of the grid factor 8 in both "
+                   "directions, e.g. 8x8"),
         ("invariant", r"'soil'.*not found"),
     ],
 )
 def test_bad_input_raises(tmp_path, case, match):
     coarse_path, fine_path, coarse, _ = write_pair(
-        tmp_path, coarse_shape=(5, 6) if case == "ratio" else (4, 6),
-        nan_at=3 if case == "nan" else None)
+        tmp_path, coarse_shape=(5, 6) if case == "ratio" else (4, 6))
     kwargs = dict(coarse=coarse_path, fine=fine_path, input_variables="t2m",
                   output_variables="t2m", out=tmp_path / "out", window=16, progress=False)
     if case == "missing_file":
@@ -231,8 +233,7 @@ def test_bad_input_raises(tmp_path, case, match):
         kwargs["invariant_variables"] = "soil"
     with pytest.raises(DataError, match=match):
         convert(**kwargs)
-    leftovers = list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else []
-    assert not [p for p in leftovers if p.name.endswith((".partial", "train.nc"))]
+    assert not (tmp_path / "out").exists()  # not even an empty output folder
 
 
 def test_cli_bad_input_exits_nonzero(tmp_path):
@@ -263,8 +264,10 @@ def test_failure_in_valid_split_keeps_previous_output(tmp_path):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad = tmp_path / "bad"
     bad.mkdir()
-    coarse_path, fine_path, _, _ = write_pair(bad, nan_at=9)  # fine time 9 (11:00) is in valid
-    with pytest.raises(DataError, match="t2m"):
+    # Fine times 8 and 9 (10:00 and 11:00, the valid split) are all missing: no valid window
+    # can be kept.
+    coarse_path, fine_path, _, _ = write_pair(bad, nan_at=8, nan_everywhere=True)
+    with pytest.raises(DataError, match="valid split keeps none of its 12 windows.*--max-missing"):
         convert(coarse_path, fine_path, "t2m", ["t2m"], out, window=16, valid_fraction=0.2,
                 progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -29,7 +29,7 @@ def test_matches_independent_bilinear_on_interior(factor):
     np.testing.assert_allclose(fine[interior], reference[interior], atol=1e-5)
 
 
-def test_linear_ramp_reproduced_exactly_including_edges():
+def test_linear_ramp_reproduced_inside_and_clipped_to_its_range_at_the_edges():
     factor = 8
     yy, xx = np.meshgrid(np.arange(4.0), np.arange(6.0), indexing="ij")
     coarse = 3.0 * yy - 2.0 * xx + 1.0  # values at coarse cell centres
@@ -37,7 +37,29 @@ def test_linear_ramp_reproduced_exactly_including_edges():
     fy = (np.arange(4 * factor) + 0.5) / factor - 0.5
     fx = (np.arange(6 * factor) + 0.5) / factor - 0.5
     fyy, fxx = np.meshgrid(fy, fx, indexing="ij")
-    np.testing.assert_allclose(fine, 3.0 * fyy - 2.0 * fxx + 1.0, atol=1e-5)
+    ramp = 3.0 * fyy - 2.0 * fxx + 1.0
+    inside = (fyy >= 0) & (fyy <= 3) & (fxx >= 0) & (fxx <= 5)
+    np.testing.assert_allclose(fine[inside], ramp[inside], atol=1e-5)
+    assert fine.min() >= coarse.min() - 1e-6 and fine.max() <= coarse.max() + 1e-6
+    # Plain linear extrapolation would have left the coarse range at the corners.
+    assert ramp.min() < coarse.min() - 1 and ramp.max() > coarse.max() + 1
+    # West of the first centres, rows 0-2 extrapolate to 3, 6 and 9, inside the range -9..10:
+    # there the slope continues to the border.
+    west = (fxx < 0) & (fyy >= 0) & (fyy <= 2)
+    assert west.sum() == (factor // 2) * (2 * factor)  # 4 border columns x 16 rows
+    np.testing.assert_allclose(fine[west], ramp[west], atol=1e-5)
+
+
+def test_extrapolation_never_leaves_the_coarse_range():
+    rng = np.random.default_rng(3)
+    rain = rng.gamma(0.3, 2.0, size=(20, 6, 7))  # non-negative, mostly near zero
+    rain[:, :, 0] = 0.0  # dry along the western edge, wet next to it
+    rain[:, :, 1] += 5.0
+    fine = upsample_bilinear(rain, 8)
+    assert fine.min() >= 0.0
+    low = rain.min(axis=(1, 2))[:, None, None]
+    high = rain.max(axis=(1, 2))[:, None, None]
+    assert (fine >= low - 1e-5).all() and (fine <= high + 1e-5).all()
 
 
 def test_block_mean_preserved_for_linear_fields_and_batches():

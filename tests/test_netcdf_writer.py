@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 
 from datasets.base import ChannelMetadata
+from datasets.variable_metadata import describe
 from helpers.netcdf_writer import EnsembleWriter
-from helpers.variable_metadata import describe
 
 H, W, M = 6, 8, 3
 TIMES = [datetime.datetime(2023, 7, 1) + datetime.timedelta(hours=h) for h in range(4)]

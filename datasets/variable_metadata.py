@@ -70,3 +70,36 @@ def _level_text(level: str) -> str:
     except ValueError:
         return level
     return f"{level} hPa"
+
+
+# Rates only: an amount in "mm" or "kg m-2" may be a signed budget (precipitation minus
+# evaporation), a rate with these units is precipitation-like and never negative.
+_PRECIPITATION_RATE_UNITS = {"mm h-1", "mm/h", "mm hr-1", "mm/hr", "mm h**-1", "mm d-1",
+                             "mm/d", "mm day-1", "mm/day", "mm s-1", "kg m-2 s-1",
+                             "kg m**-2 s**-1", "kg/m2/s", "kg m-2 h-1", "m s-1 lwe"}
+_PRECIPITATION_WORDS = ("precipitation", "rainfall", "snowfall", "rain_rate", "rain rate")
+_SIGNED_WORDS = ("anomaly", "minus", "difference", "tendency", "change", "error")
+
+
+def is_precipitation(attrs: dict[str, str]) -> bool:
+    """True when CF attributes say precipitation: a ``standard_name`` or ``long_name`` about
+    precipitation, rain or snowfall (not an anomaly or difference), or rate units such as
+    ``mm h-1`` or ``kg m-2 s-1``. Such variables are treated as non-negative by default."""
+    names = " ".join(str(attrs.get(k, "")).lower() for k in ("standard_name", "long_name"))
+    if any(word in names for word in _SIGNED_WORDS):
+        return False
+    if any(word in names for word in _PRECIPITATION_WORDS):
+        return True
+    units = " ".join(str(attrs.get("units", "")).split())
+    return units in _PRECIPITATION_RATE_UNITS
+
+
+def channel_attributes(name: str, level: str = "", stored: dict[str, str] | None = None
+                       ) -> dict[str, str]:
+    """A channel's CF attributes: those stored with the data (units, long_name, standard_name)
+    when there are any, else the table's (``describe``)."""
+    stored = {k: str(v) for k, v in (stored or {}).items()
+              if k in ("units", "long_name", "standard_name") and str(v).strip()}
+    if stored:
+        return {"long_name": describe(name, level)["long_name"], **stored}
+    return describe(name, level)

@@ -1,0 +1,101 @@
+"""Reading ``stats.json``: per-variable normalisation statistics and what they imply.
+
+Format (the HRRR-Mini one, extended)::
+
+    {"input":     {"2t": {"mean": 281.2, "std": 6.1, "units": "K"}, ...},
+     "output":    {"tp": {"mean": 0.08, "std": 0.21, "transform": "log1p", "nonnegative": true,
+                          "missing_values": true, "units": "mm h-1"}, ...},
+     "invariant": {"elev_mean": {"mean": 512.0, "std": 620.0}, ...}}
+
+Only ``mean`` and ``std`` are required. ``transform`` (``none``, ``log1p``, ``sqrt``) says the
+statistics are of transformed values; ``nonnegative`` clamps de-normalized values at 0 (when
+absent, precipitation is recognised from the CF attributes); ``missing_values`` says the data
+have missing (NaN) pixels on purpose, e.g. outside a land or radar mask.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets.base import DataError
+from datasets.transforms import TRANSFORMS
+from datasets.variable_metadata import channel_attributes, is_precipitation
+
+CF_KEYS = ("units", "long_name", "standard_name")
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Normalisation of one channel, with the attributes that describe it."""
+
+    mean: float
+    std: float
+    transform: str = "none"
+    nonnegative: bool = False
+    missing_values: bool = False
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def read_stats(path: str | Path, option: str = "dataset.stats_path") -> dict:
+    """The parsed file, with a one-line error naming the problem for a missing or bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{option} {str(path)!r} does not exist; set {option}=<path to the file>")
+    try:
+        stats = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{str(path)!r} is not valid JSON: {err}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{str(path)!r} cannot be read: {err}") from err
+    if not isinstance(stats, dict):
+        raise DataError(f"{str(path)!r}: the top level must be an object with 'input', 'output' "
+                        f"and 'invariant' sections, not a {type(stats).__name__}")
+    return stats
+
+
+def channel_stats(stats: Mapping, group: str, names: Sequence[str], path: object,
+                  stored_attributes: Mapping[str, Mapping[str, str]] | None = None
+                  ) -> list[ChannelStats]:
+    """The statistics of ``names`` in ``group``; ``stored_attributes`` are the CF attributes
+    the data file carries (they win over those in the statistics and the built-in table)."""
+    table = stats.get(group, {})
+    if not isinstance(table, Mapping):
+        raise DataError(f"{path!r}: section {group!r} must be an object of variables")
+    missing = [v for v in names if v not in table]
+    if missing:
+        raise DataError(
+            f"{path!r} has no statistics for {group} variable(s) {missing}; add "
+            f"{{\"mean\": ..., \"std\": ...}} entries under \"{group}\" (or rebuild it with "
+            "python -m datasets.convert)"
+        )
+    out = []
+    for name in names:
+        entry = table[name]
+        where = f"{path!r}: {group}.{name}"
+        if not isinstance(entry, Mapping):
+            raise DataError(f"{where} must be an object with numeric 'mean' and 'std'")
+        mean, std = _number(entry, "mean", where), _number(entry, "std", where)
+        transform = str(entry.get("transform", "none"))
+        if transform not in TRANSFORMS:
+            raise DataError(f"{where}: unknown transform {transform!r}; use one of "
+                            f"{list(TRANSFORMS)}")
+        stored = {k: str(entry[k]) for k in CF_KEYS if k in entry}
+        stored.update((stored_attributes or {}).get(name, {}))
+        attrs = channel_attributes(name, stored=stored)
+        nonnegative = entry.get("nonnegative")
+        if nonnegative is None:
+            nonnegative = is_precipitation(attrs)
+        out.append(ChannelStats(mean, std, transform, bool(nonnegative),
+                                bool(entry.get("missing_values", False)), attrs))
+    return out
+
+
+def _number(entry: Mapping, key: str, where: str) -> float:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataError(f"{where}: {key!r} must be a finite number, got {value!r}")
+    return float(value)
