@@ -21,6 +21,7 @@ from helpers.entry import quiet_library_warnings, run_guarded
 
 @hydra.main(version_base=None, config_path="conf", config_name="config_generate")
 def main(cfg: DictConfig) -> None:
+    from helpers.cpu_threads import configure_cpu_threads
     from helpers.distributed import init_distributed
     from helpers.generation import EnsembleGenerator, run_attributes
     from helpers.generation_config import validate_generation_config
@@ -32,6 +33,7 @@ def main(cfg: DictConfig) -> None:
         dist_manager = init_distributed()
         if dist_manager.rank != 0:
             logging.getLogger().setLevel(logging.WARNING)
+        configure_cpu_threads(dist_manager.device)
         resolved = OmegaConf.to_yaml(OmegaConf.masked_copy(cfg, ["dataset", "generation"]),
                                      resolve=True)
         EnsembleGenerator(config, dist_manager, run_attributes(resolved)).run()

@@ -21,6 +21,7 @@ from helpers.entry import quiet_library_warnings, run_guarded
 @hydra.main(version_base=None, config_path="conf", config_name="config_training")
 def main(cfg: DictConfig) -> None:
     from helpers.config_schema import validate_training_config
+    from helpers.cpu_threads import configure_cpu_threads
     from helpers.distributed import init_distributed
     from helpers.training_loop import train
 
@@ -31,6 +32,7 @@ def main(cfg: DictConfig) -> None:
         dist_manager = init_distributed()
         if dist_manager.rank != 0:
             logging.getLogger().setLevel(logging.WARNING)
+        configure_cpu_threads(dist_manager.device)
         train(config, dist_manager)
 
     sys.exit(run_guarded(job))

@@ -148,6 +148,11 @@ class DownscalingDataset(Dataset, ABC):
         """Longitude (degrees east) of the high-res grid, ``(H, W)``; NaN where unknown."""
         return np.full(self.image_shape(), np.nan, dtype=np.float32)
 
+    def has_missing_outputs(self) -> bool:
+        """True when targets may hold NaN for missing pixels (outside a land mask or radar
+        coverage, say); training then leaves those pixels out of the loss."""
+        return False
+
     def sample_latlon(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
         """``(lat, lon)`` of sample ``idx``'s grid, ``(H, W)`` each. Datasets whose samples sit
         at different places (windows of a larger domain) override this."""

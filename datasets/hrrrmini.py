@@ -202,6 +202,9 @@ class HRRRMiniDataset(ZScoredDataset):
     def image_shape(self) -> tuple[int, int]:
         return self._hr_shape
 
+    def has_missing_outputs(self) -> bool:
+        return any(s.missing_values for s in self._output_stats)
+
     def time(self) -> list[datetime.datetime]:
         return list(self._times)
 

@@ -3,7 +3,12 @@
 Each member's noise comes from its own generator seeded by (base seed, sample index, member), so
 the numbers do not depend on ``seed_batch_size``, on the number of processes or on which other
 times are requested. Members of each time are split across ranks; rank 0 gathers them and writes
-the file one time at a time.
+the file one sample at a time.
+
+A dataset may hold several windows per valid time, at different places (converted files do):
+each window is a sample of its own, generated and written with its own lat/lon (the file is
+then laid out along ``sample``; see `helpers.netcdf_writer`). Where the truth is missing (a
+land-only or radar-coverage mask), the members are written as NaN too.
 """
 
 from __future__ import annotations
@@ -58,18 +63,25 @@ class EnsembleGenerator:
         self.n_out = len(self.dataset.output_channels())
         self.amp_dtype = amp_dtype(gen.perf.fp_optimizations)
         self.regression = self.diffusion = self.patching = None
-        checkpoints = {}
+        self.num_members = 1 if gen.inference_mode == "regression" else gen.num_ensembles
         self._require_checkpoints()
+        checkpoints = {}
+        if gen.inference_mode != "diffusion":
+            checkpoints["regression_checkpoint"] = str(resolve_checkpoint(
+                gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename").resolve())
+        if gen.inference_mode != "regression":
+            checkpoints["diffusion_checkpoint"] = str(resolve_checkpoint(
+                gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename").resolve())
+        self.attributes = {**(attributes or {}), **checkpoints,
+                           "inference_mode": gen.inference_mode}
+        # The output layout is checked before any model is loaded.
+        self.writer = self._writer() if self.rank == 0 else None
         if gen.inference_mode != "diffusion":
             self.regression = load_regression_network(
                 gen.io.reg_ckpt_filename, self.image_shape, self.n_in, self.n_out,
                 option="generation.io.reg_ckpt_filename").to(self.device)
-            checkpoints["regression_checkpoint"] = str(resolve_checkpoint(
-                gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename").resolve())
         if gen.inference_mode != "regression":
             self.diffusion = self._load_diffusion().to(self.device)
-            checkpoints["diffusion_checkpoint"] = str(resolve_checkpoint(
-                gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename").resolve())
             if gen.patching:
                 self.patching = self._grid_patching()
         for net in (self.regression, self.diffusion):
@@ -80,16 +92,32 @@ class EnsembleGenerator:
                     net.to(memory_format=torch.channels_last)
         if gen.perf.torch_compile and self.diffusion is not None:
             self.diffusion = torch.compile(self.diffusion)
-        self.num_members = 1 if gen.inference_mode == "regression" else gen.num_ensembles
         # Members go to ranks in whole seed batches, so every batch holds the same members
         # however many processes run: batched kernels then give the same numbers.
         batches = [list(range(start, min(start + gen.seed_batch_size, self.num_members)))
                    for start in range(0, self.num_members, gen.seed_batch_size)]
         self.my_batches = batches[self.rank::self.world_size]
-        self.attributes = {**(attributes or {}), **checkpoints,
-                           "inference_mode": gen.inference_mode}
 
     # ------------------------------------------------------------------------------ set-up
+    def _writer(self) -> EnsembleWriter:
+        """The output file's writer: one lat/lon grid if every selected sample shares it,
+        else each sample's own (windows of a larger domain)."""
+        if not self.indices:
+            where = self.config.dataset.get("data_path", "the dataset")
+            raise ConfigError(f"nothing to generate: {where} holds no samples")
+        times = [self.dataset.time()[i] for i in self.indices]
+        grid = shared_grid(self.dataset, self.indices)
+        sample_grid = None if grid is not None else (
+            lambda k: self.dataset.sample_latlon(self.indices[k]))
+        lat, lon = grid if grid is not None else (None, None)
+        try:
+            return EnsembleWriter(
+                self.gen.io.output_filename, times, self.num_members, lat, lon,
+                self.dataset.input_channels(), self.dataset.output_channels(),
+                attributes=self.attributes, resume=self.gen.resume, sample_grid=sample_grid)
+        except ValueError as err:
+            raise ConfigError(f"generation.io.output_filename: {err}") from err
+
     def _require_checkpoints(self) -> None:
         """A missing checkpoint usually means that model has not been trained yet: say how."""
         diffusion_command = "python train.py --config-name=config_training_synthetic_diffusion"
@@ -207,8 +235,12 @@ class EnsembleGenerator:
             residual = self._residuals(img_lr_t, mean, seeds)
             values = (residual if mean is None else residual + mean).cpu().numpy()
             members.update(zip(batch, self.dataset.denormalize_output(values), strict=True))
-        return (self.dataset.denormalize_input(img_lr), self.dataset.denormalize_output(img_clean),
-                members)
+        truth = self.dataset.denormalize_output(img_clean)
+        missing = ~np.isfinite(truth)
+        if missing.any():  # no verifiable value there: the members are left out as well
+            for member in members.values():
+                member[missing] = np.nan
+        return self.dataset.denormalize_input(img_lr), truth, members
 
     # ------------------------------------------------------------------------------ loop
     def run(self) -> Path:
@@ -216,20 +248,16 @@ class EnsembleGenerator:
         times = [self.dataset.time()[i] for i in self.indices]
         dynamo = (contextlib.nullcontext() if self.gen.perf.torch_compile
                   else torch._dynamo.config.patch(disable=True))
-        writer = None
-        if self.rank == 0:
-            writer = EnsembleWriter(
-                output, times, self.num_members, self.dataset.latitude(),
-                self.dataset.longitude(), self.dataset.input_channels(),
-                self.dataset.output_channels(), attributes=self.attributes,
-                resume=self.gen.resume)
+        writer = self.writer
         with dynamo, writer if writer is not None else contextlib.nullcontext():
             done = broadcast_object(sorted(writer.completed) if writer is not None else None)
             todo = [k for k in range(len(times)) if k not in set(done)]
             if self.rank == 0:
-                logger.info("generating %d member(s) for %d time(s) (%d already written) with "
-                            "%d process(es) into %s", self.num_members, len(todo), len(done),
-                            self.world_size, output.resolve())
+                what = "time(s)" if writer.sample_dim == "time" else (
+                    f"sample(s) of {len(set(times))} valid time(s), each with its own window")
+                logger.info("generating %d member(s) for %d %s (%d already written) with "
+                            "%d process(es) into %s", self.num_members, len(todo), what,
+                            len(done), self.world_size, output.resolve())
             bar = tqdm(total=len(todo) * self.num_members, unit="member", desc="generating",
                        disable=self.rank != 0, dynamic_ncols=True)
             for k in todo:
@@ -247,6 +275,17 @@ class EnsembleGenerator:
         if self.rank == 0:
             logger.info("wrote %s", output.resolve())
         return output
+
+
+def shared_grid(dataset, indices: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``(lat, lon)`` all the samples share (NaN counts as equal), or None if they differ."""
+    first = dataset.sample_latlon(indices[0])
+    for index in indices[1:]:
+        lat, lon = dataset.sample_latlon(index)
+        if not (np.array_equal(lat, first[0], equal_nan=True)
+                and np.array_equal(lon, first[1], equal_nan=True)):
+            return None
+    return first
 
 
 def run_attributes(config_yaml: str) -> dict[str, str]:

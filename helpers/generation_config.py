@@ -94,6 +94,25 @@ class GenerationSection(StrictModel):
         return self
 
 
+def _without_unused_checkpoint(config: Any) -> Any:
+    """A config whose checkpoint for the model the inference mode does not use is left as
+    ``???`` (e.g. the diffusion one of ``config_generate_mini.yaml`` in regression-only mode)
+    gets ``null`` there, so it need not be given."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(config, DictConfig):
+        return config
+    mode = OmegaConf.select(config, "generation.inference_mode", default="all",
+                            throw_on_missing=False)
+    unused = {"regression": "res_ckpt_filename", "diffusion": "reg_ckpt_filename"}.get(mode)
+    io = OmegaConf.select(config, "generation.io", default=None)
+    if unused is None or io is None or not OmegaConf.is_missing(io, unused):
+        return config
+    config = config.copy()
+    OmegaConf.update(config, f"generation.io.{unused}", None, force_add=True)
+    return config
+
+
 class GenerationConfig(StrictModel):
     dataset: dict[str, Any]
     generation: GenerationSection
@@ -102,6 +121,6 @@ class GenerationConfig(StrictModel):
 def validate_generation_config(config: Any) -> GenerationConfig:
     """Check a composed generation config (an OmegaConf ``DictConfig`` or a plain dict)."""
     try:
-        return GenerationConfig.model_validate(plain_config(config))
+        return GenerationConfig.model_validate(plain_config(_without_unused_checkpoint(config)))
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err, "generation")) from None

@@ -1,6 +1,6 @@
 """The NetCDF file written by generation: input, truth and an ensemble of predictions per time.
 
-Layout (CF-1.8, NetCDF4)::
+Layout (CF-1.8, NetCDF4), when every sample has its own valid time and all share one grid::
 
     dims      time, ensemble, y, x
     /         time(time) CF-encoded, ensemble(ensemble) 0..M-1, lat(y, x), lon(y, x),
@@ -9,9 +9,15 @@ Layout (CF-1.8, NetCDF4)::
     /truth      <label>(time, y, x)            NaN where the dataset has no truth
     /prediction <label>(ensemble, time, y, x)
 
-Group variables use the root dimensions. The file is written one time at a time to
-``<path>.partial`` and renamed to ``<path>`` only once every planned time is complete, so a file
-at ``<path>`` is always whole; ``time_complete`` lets an interrupted run be resumed.
+Otherwise (several windows per valid time, or windows at different places, as in converted
+files) the first dimension is ``sample`` instead of ``time``: ``time(sample)`` becomes an
+auxiliary coordinate (times may repeat), ``lat``/``lon`` are ``(sample, y, x)`` when the windows
+sit at different places, and the groups hold ``(sample, y, x)`` / ``(ensemble, sample, y, x)``.
+Every window is kept apart with its own coordinates; nothing is merged or dropped.
+
+Group variables use the root dimensions. The file is written one sample at a time to
+``<path>.partial`` and renamed to ``<path>`` only once every planned sample is complete, so a
+file at ``<path>`` is always whole; ``time_complete`` lets an interrupted run be resumed.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ import netCDF4
 import numpy as np
 
 from datasets.base import ChannelMetadata
-from datasets.variable_metadata import describe
+from datasets.variable_metadata import channel_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +42,14 @@ TIME_CALENDAR = "standard"
 GROUPS = ("input", "truth", "prediction")
 
 
+SampleGrid = Callable[[int], tuple[np.ndarray, np.ndarray]]
+
+
 class EnsembleWriter:
     """Write generation output progressively and atomically (see the module docstring).
+
+    ``latitude``/``longitude`` give the one grid of every sample; for windows at different
+    places pass ``sample_grid`` instead, a function from sample index to its ``(lat, lon)``.
 
     ``resume=True`` continues ``<path>.partial`` if it has the same layout (times, ensemble size,
     channels, grid); ``completed`` then lists the time indices to skip. If only a finished
@@ -58,13 +70,19 @@ class EnsembleWriter:
         attributes: Mapping[str, Any] | None = None,
         resume: bool = False,
         compression_level: int = 4,
+        sample_grid: SampleGrid | None = None,
     ):
         self.path = Path(path)
         self.partial_path = self.path.with_name(self.path.name + ".partial")
         self.times = [_as_datetime(t) for t in times]
         self.num_ensembles = int(num_ensembles)
+        self.sample_grid = sample_grid
+        if sample_grid is not None and len(self.times):
+            latitude, longitude = sample_grid(0)
         self.latitude = np.asarray(latitude, dtype=np.float64)
         self.longitude = np.asarray(longitude, dtype=np.float64)
+        distinct = len(set(self.times)) == len(self.times)
+        self.sample_dim = "time" if distinct and sample_grid is None else "sample"
         self.channels = {"input": list(input_channels), "truth": list(output_channels)}
         self.channels["prediction"] = self.channels["truth"]
         self.attributes = dict(attributes or {})
@@ -81,8 +99,6 @@ class EnsembleWriter:
     def _validate(self) -> None:
         if not self.times:
             raise ValueError("times is empty: there is nothing to write")
-        if len(set(self.times)) != len(self.times):
-            raise ValueError("times contains duplicates; every output time must be distinct")
         if self.num_ensembles < 1:
             raise ValueError(f"num_ensembles must be >= 1, got {self.num_ensembles}")
         if self.latitude.ndim != 2 or self.latitude.shape != self.longitude.shape:
@@ -146,14 +162,16 @@ class EnsembleWriter:
         if list(stored) != self.times:
             out.append(f"times: file has {len(stored)} from {stored[0]:%Y-%m-%dT%H:%M}, "
                        f"this run {len(self.times)} from {self.times[0]:%Y-%m-%dT%H:%M}")
+        if self.sample_dim not in nc.dimensions:
+            out.append(f"layout: file is not laid out along {self.sample_dim!r}")
+            return out
         if len(nc.dimensions["ensemble"]) != self.num_ensembles:
             out.append(f"ensemble size: file {len(nc.dimensions['ensemble'])}, "
                        f"this run {self.num_ensembles}")
         grid = (len(nc.dimensions["y"]), len(nc.dimensions["x"]))
         if grid != self.shape:
             out.append(f"grid shape: file {grid}, this run {self.shape}")
-        elif not (np.array_equal(np.ma.filled(nc["lat"][:], np.nan), self.latitude, True)
-                  and np.array_equal(np.ma.filled(nc["lon"][:], np.nan), self.longitude, True)):
+        elif not self._same_grids(nc):
             out.append("grid: lat/lon differ")
         for group in ("input", "truth"):
             stored_labels = list(nc[group].variables)
@@ -161,6 +179,22 @@ class EnsembleWriter:
             if stored_labels != labels:
                 out.append(f"{group} channels: file {stored_labels}, this run {labels}")
         return out
+
+    def _same_grids(self, nc: netCDF4.Dataset) -> bool:
+        per_sample = nc["lat"].ndim == 3
+        if per_sample != (self.sample_grid is not None):
+            return False
+        # Per-sample grids are written with their sample: compare those already on disk.
+        done = np.flatnonzero(np.asarray(nc["time_complete"][:]) == 1)
+        samples = [int(i) for i in done if i < len(self.times)] if per_sample else [None]
+        for i in samples:
+            lat, lon = (self.latitude, self.longitude) if i is None else self.sample_grid(i)
+            stored = [np.ma.filled(nc[v][:] if i is None else nc[v][i], np.nan)
+                      for v in ("lat", "lon")]
+            if not (np.array_equal(stored[0], lat, True) and np.array_equal(stored[1], lon,
+                                                                             True)):
+                return False
+        return True
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -185,38 +219,44 @@ class EnsembleWriter:
             history += f"\n{attrs.pop('history')}"
         nc.setncatts({"title": "CorrDiff generation output", **attrs, "Conventions": "CF-1.8",
                       "history": history, "created": now})
-        n_time, (height, width) = len(self.times), self.shape
-        for name, size in (("time", n_time), ("ensemble", self.num_ensembles),
+        n_time, (height, width), dim = len(self.times), self.shape, self.sample_dim
+        for name, size in ((dim, n_time), ("ensemble", self.num_ensembles),
                            ("y", height), ("x", width)):
             nc.createDimension(name, size)
         values, units = _encode_times(self.times)
-        time_var = nc.createVariable("time", "f8", ("time",))
+        time_var = nc.createVariable("time", "f8", (dim,))
         time_var.setncatts({"units": units, "calendar": TIME_CALENDAR, "standard_name": "time"})
         time_var[:] = values
         ensemble = nc.createVariable("ensemble", "i4", ("ensemble",))
         ensemble.long_name = "ensemble member"
         ensemble[:] = np.arange(self.num_ensembles, dtype=np.int32)
+        grid_dims = (dim, "y", "x") if self.sample_grid is not None else ("y", "x")
+        chunks = (1, height, width) if self.sample_grid is not None else (height, width)
         for name, data, units, standard in (("lat", self.latitude, "degrees_north", "latitude"),
                                             ("lon", self.longitude, "degrees_east", "longitude")):
-            var = nc.createVariable(name, "f8", ("y", "x"), fill_value=np.nan, **self._zlib())
+            var = nc.createVariable(name, "f8", grid_dims, fill_value=np.nan, chunksizes=chunks,
+                                    **self._zlib())
             var.setncatts({"units": units, "standard_name": standard})
-            var[:] = data
-        done = nc.createVariable("time_complete", "i1", ("time",))
+            if self.sample_grid is None:
+                var[:] = data
+        done = nc.createVariable("time_complete", "i1", (dim,))
         done.setncatts({"long_name": "all fields of this time are written",
                         "flag_values": np.array([0, 1], dtype=np.int8),
                         "flag_meanings": "incomplete complete"})
         done[:] = np.zeros(n_time, dtype=np.int8)
         for group_name in GROUPS:
             group = nc.createGroup(group_name)
-            dims = ("time", "y", "x")
+            dims = (dim, "y", "x")
             chunks = (1, height, width)
             if group_name == "prediction":
                 dims, chunks = ("ensemble", *dims), (1, *chunks)
             for channel in self.channels[group_name]:
                 var = group.createVariable(channel.label, "f4", dims, chunksizes=chunks,
                                            fill_value=np.nan, **self._zlib())
-                var.setncatts(describe(channel.name, channel.level))
-                var.coordinates = "lat lon"  # CF-1.8 resolves these in the parent group
+                var.setncatts(channel_attributes(channel.name, channel.level,
+                                                 channel.attributes))
+                # CF-1.8 resolves these in the parent group.
+                var.coordinates = "lat lon" if dim == "time" else "time lat lon"
                 if channel.auxiliary:
                     var.auxiliary = np.int8(1)
         nc.sync()
@@ -255,6 +295,9 @@ class EnsembleWriter:
             nc["time_complete"][index] = 0
             nc.sync()
         self._completed.discard(index)
+        if self.sample_grid is not None:
+            lat, lon = self.sample_grid(index)
+            nc["lat"][index], nc["lon"][index] = lat, lon
         missing = np.full(self.shape, np.nan, dtype=np.float32)
         for c, channel in enumerate(self.channels["input"]):
             nc["input"][channel.label][index] = inputs[c]

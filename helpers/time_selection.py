@@ -38,7 +38,10 @@ def parse_step(value: Any) -> datetime.timedelta:
 
 def select_time_indices(available: Sequence[datetime.datetime], times: Sequence[str] | None,
                         times_range: Sequence[Any] | None) -> list[int]:
-    """Sample indices for the requested times, in request order (all samples if neither)."""
+    """Sample indices for the requested times, in request order (all samples if neither).
+
+    A time held by several samples (windows at different places) selects all of them, in
+    dataset order; a time asked for twice is generated once."""
     if times is None and times_range is None:
         return list(range(len(available)))
     if times is not None:
@@ -53,13 +56,13 @@ def select_time_indices(available: Sequence[datetime.datetime], times: Sequence[
         while start <= end:
             wanted.append(start)
             start += step
-    first_index: dict[datetime.datetime, int] = {}
+    by_time: dict[datetime.datetime, list[int]] = {}
     for i, t in enumerate(available):
-        first_index.setdefault(t, i)
-    missing = [t for t in wanted if t not in first_index]
+        by_time.setdefault(t, []).append(i)
+    missing = [t for t in wanted if t not in by_time]
     if missing:
-        raise ConfigError(_not_available(missing[0], len(missing), sorted(first_index)))
-    return [first_index[t] for t in wanted]
+        raise ConfigError(_not_available(missing[0], len(missing), sorted(by_time)))
+    return [i for t in dict.fromkeys(wanted) for i in by_time[t]]
 
 
 def _not_available(time: datetime.datetime, count: int,

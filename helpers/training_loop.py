@@ -29,6 +29,7 @@ from helpers.distributed import (
     is_multi_process,
 )
 from helpers.lr_schedule import learning_rate
+from helpers.masked_loss import per_sample_loss
 from helpers.models import (
     CheckpointError,
     PatchEmbeddingOrder,
@@ -73,6 +74,9 @@ class Trainer:
             build_dataset({**config.dataset, **config.validation}) if config.validation else None
         )
         self.image_shape = tuple(self.dataset.image_shape())
+        # Targets with missing pixels (NaN) are trained with a masked mean of the loss.
+        self.masked_targets = any(d.has_missing_outputs() for d in (
+            self.dataset, self.valid_dataset) if d is not None)
         n_in, n_out = len(self.dataset.input_channels()), len(self.dataset.output_channels())
         self.net = build_network(config.model, self.image_shape, n_in, n_out,
                                  perf.songunet_checkpoint_level).to(self.device)
@@ -224,14 +228,11 @@ class Trainer:
         return tensor
 
     def _per_sample_loss(self, img_clean: torch.Tensor, img_lr: torch.Tensor) -> torch.Tensor:
-        kwargs = {}
         if self.patching is not None:
             self.patching.reset_patch_indices()
-            kwargs["patching"] = self.patching
         with self._autocast():
-            per_pixel = self.loss_fn(net=self.loss_net, img_clean=img_clean, img_lr=img_lr,
-                                     **kwargs)
-        return per_pixel.float().mean(dim=(1, 2, 3))
+            return per_sample_loss(self.loss_fn, self.loss_net, img_clean, img_lr,
+                                   self.patching, self.masked_targets)
 
     def train_step(self) -> float:
         """One optimizer step over ``total_batch_size`` samples; returns the mean loss."""

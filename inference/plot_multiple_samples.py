@@ -23,6 +23,7 @@ from inference.read_netcdf import (
     channels,
     field,
     open_generated,
+    sample_dim,
     select_variables,
 )
 
@@ -37,33 +38,39 @@ def plot_multiple_samples(path: str | os.PathLike, out_dir: str | os.PathLike,
     plt = pyplot()
     ds = open_generated(path)
     try:
-        total = ds.sizes["time"]
+        dim = sample_dim(ds)
+        total = ds.sizes[dim]
         if times is None:
             times = sorted(set(np.linspace(0, total - 1, min(n_times, total)).round().astype(int)))
         bad = [t for t in times if not 0 <= t < total]
         if bad:
-            raise GeneratedFileError(f"time index {bad} out of range: {path} has {total} time(s)")
-        grid = map_grid(ds)
+            raise GeneratedFileError(f"time index {bad} out of range: {path} has {total} "
+                                     f"{dim}(s)")
+        at = {dim: times}
+        grids = [map_grid(ds, t) for t in times]
+        one_grid = dim not in ds["lat"].dims if "lat" in ds.coords else True
         members = min(n_members, ds.sizes["ensemble"])
         written = []
         for var in select_variables(ds, variables):
             with_input = var in channels(ds, "input")
-            truth = field(ds, "truth", var).isel(time=times).values
-            pred = field(ds, "prediction", var).isel(time=times).values
+            truth = field(ds, "truth", var).isel(at).values
+            pred = field(ds, "prediction", var).isel(at).values
             columns = (["input"] if with_input else []) + ["truth"] + [
                 f"member {m}" for m in range(members)] + ["ensemble mean"]
-            inputs = field(ds, "input", var).isel(time=times).values if with_input else None
+            inputs = field(ds, "input", var).isel(at).values if with_input else None
             vmin, vmax = color_limits(truth, pred[:members])
             label = label_of(ds[f"truth_{var}"].attrs)
-            fig, axes = plt.subplots(len(times), len(columns), squeeze=False, sharex=True,
-                                     sharey=True, layout="constrained",
+            # Rows share axes only when every sample has the same grid.
+            fig, axes = plt.subplots(len(times), len(columns), squeeze=False,
+                                     sharex="all" if one_grid else "row",
+                                     sharey="all" if one_grid else "row", layout="constrained",
                                      figsize=(3.0 * len(columns) + 1, 2.6 * len(times) + 0.6))
             for row, t in enumerate(times):
                 fields = ([inputs[row]] if with_input else []) + [truth[row]] + [
-                    pred[m, row] for m in range(members)] + [pred[:, row].mean(axis=0)]
+                    pred[m, row] for m in range(members)] + [np.mean(pred[:, row], axis=0)]
                 for col, (name, data) in enumerate(zip(columns, fields, strict=True)):
                     ax = axes[row, col]
-                    mesh = draw_map(ax, data, grid, name if row == 0 else "", vmin, vmax,
+                    mesh = draw_map(ax, data, grids[row], name if row == 0 else "", vmin, vmax,
                                     colorbar=False)
                     ax.label_outer()
                 axes[row, 0].set_ylabel(f"{time_label(ds, t)}\n{axes[row, 0].get_ylabel()}",

@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from inference.plotting import color_limits, draw_map, map_grid, pyplot, save_png, time_label
 from inference.plotting import units_label as label_of
 from inference.read_netcdf import (
@@ -22,6 +24,7 @@ from inference.read_netcdf import (
     channels,
     field,
     open_generated,
+    sample_dim,
     select_variables,
 )
 
@@ -34,28 +37,30 @@ def plot_single_sample(path: str | os.PathLike, time_index: int, out_dir: str | 
     plt = pyplot()
     ds = open_generated(path)
     try:
-        n_times = ds.sizes["time"]
+        dim = sample_dim(ds)
+        n_times = ds.sizes[dim]
         if not -n_times <= time_index < n_times:
             raise GeneratedFileError(f"time index {time_index} out of range: {path} has "
-                                     f"{n_times} time(s)")
+                                     f"{n_times} {dim}(s)")
         time_index %= n_times
+        at = {dim: time_index}
         names = select_variables(ds, variables)
-        grid = map_grid(ds)
+        grid = map_grid(ds, time_index)
         members = min(n_members, ds.sizes["ensemble"])
         written = []
         for var in names:
-            truth = field(ds, "truth", var).isel(time=time_index).values
-            pred = field(ds, "prediction", var).isel(time=time_index).values
+            truth = field(ds, "truth", var).isel(at).values
+            pred = field(ds, "prediction", var).isel(at).values
             panels = []
             if var in channels(ds, "input"):
                 panels.append(("input (interpolated)",
-                               field(ds, "input", var).isel(time=time_index).values))
+                               field(ds, "input", var).isel(at).values))
             panels.append(("truth", truth))
             panels += [(f"member {m}", pred[m]) for m in range(members)]
-            panels.append((f"ensemble mean ({pred.shape[0]})", pred.mean(axis=0)))
+            panels.append((f"ensemble mean ({pred.shape[0]})", np.mean(pred, axis=0)))
             vmin, vmax = color_limits(truth, pred)
             label = label_of(ds[f"truth_{var}"].attrs)
-            spread = pred.std(axis=0, ddof=1) if pred.shape[0] > 1 else None
+            spread = np.std(pred, axis=0, ddof=1) if pred.shape[0] > 1 else None
             n_panels = len(panels) + (spread is not None)
             cols = min(n_panels, 4)
             rows = -(-n_panels // cols)

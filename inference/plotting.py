@@ -78,11 +78,13 @@ def draw_map(ax, data: np.ndarray, grid: tuple[np.ndarray, np.ndarray] | None, t
     return mesh
 
 
-def map_grid(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
-    """(lon, lat) when the file has a finite grid, else None (plot in pixels)."""
-    from inference.read_netcdf import has_latlon
+def map_grid(ds: xr.Dataset, index: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lon, lat) of sample ``index`` when the file has a finite grid there, else None (plot
+    in pixels). Files with one grid give the same one for every index."""
+    from inference.read_netcdf import grid_of
 
-    return (ds["lon"].values, ds["lat"].values) if has_latlon(ds) else None
+    grid = grid_of(ds, index)
+    return None if grid is None else (grid[1], grid[0])
 
 
 def time_label(ds: xr.Dataset, index: int) -> str:

@@ -8,6 +8,12 @@ Spectrum normalisation (one-sided density): for a row of n values at spacing d k
 ``psd_k = c_k * d / n * |X_k|^2`` with ``X = rfft(row)``, c_k = 2 except at 0 and Nyquist, so
 ``sum(psd) * df = mean(row**2)`` (Parseval), df = 1 / (n d). Units: (field units)^2 per
 (cycle/km), frequencies in cycles/km.
+
+Masked fields (land-only grids, radar coverage): a row counts when at least half of it is
+valid; its gaps are filled with the row's fitted trend (its mean with ``--detrend mean``/``none``)
+and its power is scaled by ``n / valid`` so the variance of the valid part is kept. This is the
+usual gappy-periodogram approximation: the mask adds some leakage, the same for truth and
+prediction, so comparisons between them stay fair.
 """
 
 from __future__ import annotations
@@ -37,17 +43,44 @@ def _detrend(rows: np.ndarray, how: str | None) -> np.ndarray:
     raise ValueError(f"detrend must be none, mean or linear, got {how!r}")
 
 
-def spectrum_sum(data: np.ndarray, d: float, detrend: str | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(freqs, sum of row spectra, number of rows) along the last axis; rows with NaN skipped.
-    Sums let callers average over data read in pieces."""
+def spectrum_sum(data: np.ndarray, d: float, detrend: str | None = None,
+                 min_valid: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+    """(freqs, sum of row spectra, number of rows) along the last axis. Rows with gaps count
+    when at least ``min_valid`` of them is valid (see the module docstring). Sums let callers
+    average over data read in pieces."""
     n = data.shape[-1]
     rows = np.asarray(data, dtype=np.float64).reshape(-1, n)
-    rows = _detrend(rows[np.isfinite(rows).all(axis=1)], detrend)
+    valid = np.isfinite(rows)
+    counts = valid.sum(axis=1)
+    keep = counts >= max(2, math.ceil(min_valid * n))
+    rows, valid, counts = rows[keep], valid[keep], counts[keep]
+    if valid.all():
+        rows, scale = _detrend(rows, detrend), 1.0
+    else:
+        rows, scale = _fill_gaps(rows, valid, detrend), (n / counts)[:, None]
     freqs = np.fft.rfftfreq(n, d)
-    psd = np.abs(np.fft.rfft(rows, axis=-1)) ** 2 * (d / n)
+    psd = np.abs(np.fft.rfft(rows, axis=-1)) ** 2 * (d / n) * scale
     psd[:, 1:(n + 1) // 2] *= 2.0  # one-sided: interior bins carry both signs of frequency
     return freqs, psd.sum(axis=0), rows.shape[0]
+
+
+def _fill_gaps(rows: np.ndarray, valid: np.ndarray, how: str | None) -> np.ndarray:
+    """Remove each row's trend fitted on its valid points and set the gaps to 0 (the trend)."""
+    s = np.broadcast_to(np.linspace(-1.0, 1.0, rows.shape[-1]), rows.shape)
+    w = valid.astype(np.float64)
+    x = np.where(valid, rows, 0.0)
+    count = w.sum(axis=-1, keepdims=True)
+    mean = x.sum(axis=-1, keepdims=True) / count
+    if how == "linear":
+        s_mean = (s * w).sum(axis=-1, keepdims=True) / count
+        ds = (s - s_mean) * w
+        slope = (ds * (x - mean)).sum(axis=-1, keepdims=True) / (ds * ds).sum(axis=-1,
+                                                                             keepdims=True)
+        trend = mean + slope * (s - s_mean)
+    else:
+        trend = np.broadcast_to(mean, rows.shape)
+    anomalies = np.where(valid, rows - trend, 0.0)
+    return anomalies if how in ("mean", "linear") else anomalies + trend
 
 
 def average_power_spectrum(data: np.ndarray, d: float, detrend: str | None = None
@@ -119,7 +152,13 @@ def recommend_patch_size(distance_px: float, multiple: int = 16, domain: int | N
 def _spectra_of_file(path, d, detrend, variables, chunk_bytes=32 * 2**20):
     """Per variable and source (truth, prediction, input): x- and y-direction mean spectra,
     accumulated a few times at a time."""
-    from inference.read_netcdf import channels, field, open_generated, select_variables
+    from inference.read_netcdf import (
+        channels,
+        field,
+        open_generated,
+        sample_dim,
+        select_variables,
+    )
 
     ds = open_generated(path)
     try:
@@ -127,14 +166,15 @@ def _spectra_of_file(path, d, detrend, variables, chunk_bytes=32 * 2**20):
         inputs = set(channels(ds, "input"))
         height, width, n_members = ds.sizes["y"], ds.sizes["x"], ds.sizes["ensemble"]
         step = max(1, chunk_bytes // (8 * n_members * height * width))
+        dim = sample_dim(ds)
         result = {}
         for var in names:
             sources = ["truth", "prediction"] + (["input"] if var in inputs else [])
             acc = {(s, a): None for s in sources for a in "xy"}
-            for start in range(0, ds.sizes["time"], step):
+            for start in range(0, ds.sizes[dim], step):
                 rows = slice(start, start + step)
                 for source in sources:
-                    values = field(ds, source, var).isel(time=rows).values
+                    values = field(ds, source, var).isel({dim: rows}).values
                     for axis, data in (("x", values), ("y", np.swapaxes(values, -1, -2))):
                         freqs, total, count = spectrum_sum(data, d, detrend)
                         old = acc[source, axis]

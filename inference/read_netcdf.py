@@ -9,6 +9,10 @@ into one dataset and each variable is renamed ``<group>_<channel>``::
     prediction_2t  (ensemble, time, y, x)
     coords         time (decoded), ensemble, lat(y, x), lon(y, x); data var time_complete(time)
 
+Files with several windows per time use ``sample`` where this shows ``time`` (``time(sample)``
+is then a coordinate along it, and ``lat``/``lon`` may be ``(sample, y, x)``); `sample_dim`
+says which, and every reader here indexes along it.
+
 A prefix rather than a ``source`` dimension because input and truth need not share channels and
 prediction alone has ``ensemble``. Each variable keeps its attributes plus ``group`` and
 ``channel``, so ``channels(ds, "truth")`` recovers the labels even when a label contains ``_``.
@@ -25,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 GROUPS = ("input", "truth", "prediction")
-FIELD_DIMS = ("time", "y", "x")
+SAMPLE_DIMS = ("time", "sample")
 
 
 class GeneratedFileError(ValueError):
@@ -85,21 +89,26 @@ def _check_layout(path: Path, require: tuple[str, ...]) -> list[str]:
             shapes[group] = {n: (v.dimensions, v.shape) for n, v in nc[group].variables.items()}
         if "time" not in nc.variables:
             raise GeneratedFileError(f"{path}: no root 'time' variable; not a generation output")
+        dim = nc["time"].dimensions[0] if nc["time"].dimensions else "time"
+    if dim not in SAMPLE_DIMS:
+        raise GeneratedFileError(f"{path}: 'time' runs along {dim!r}, expected one of "
+                                 f"{list(SAMPLE_DIMS)}")
+    field_dims = (dim, "y", "x")
     for group in ("input", "truth"):
         for name, (dims, _) in shapes.get(group, {}).items():
-            if dims != FIELD_DIMS:
+            if dims != field_dims:
                 raise GeneratedFileError(f"{path}: {group}/{name} has dimensions {dims}, "
-                                         f"expected {FIELD_DIMS}")
+                                         f"expected {field_dims}")
     if "truth" in shapes and "prediction" in shapes:
-        _check_pairs(path, shapes["truth"], shapes["prediction"])
+        _check_pairs(path, shapes["truth"], shapes["prediction"], field_dims)
     return present
 
 
-def _check_pairs(path: Path, truth: dict, prediction: dict) -> None:
+def _check_pairs(path: Path, truth: dict, prediction: dict, field_dims: tuple[str, ...]) -> None:
     if sorted(truth) != sorted(prediction):
         raise GeneratedFileError(f"{path}: truth channels {sorted(truth)} differ from prediction "
                                  f"channels {sorted(prediction)}")
-    expected = ("ensemble", *FIELD_DIMS)
+    expected = ("ensemble", *field_dims)
     for name, (dims, shape) in prediction.items():
         if "ensemble" not in dims:
             raise GeneratedFileError(f"{path}: prediction/{name} has no ensemble dimension "
@@ -134,6 +143,26 @@ def field(ds: xr.Dataset, group: str, channel: str) -> xr.DataArray:
     return ds[name]
 
 
+def sample_dim(ds: xr.Dataset) -> str:
+    """``time`` (one sample per valid time) or ``sample`` (several windows per time)."""
+    return "sample" if "sample" in ds.dims else "time"
+
+
+def grid_of(ds: xr.Dataset, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(lat, lon)`` of sample ``index`` (the file's one grid, or that sample's own), or None
+    when the file has no finite grid there."""
+    if "lat" not in ds.coords or "lon" not in ds.coords:
+        return None
+    dim = sample_dim(ds)
+    lat, lon = ds["lat"], ds["lon"]
+    if dim in lat.dims:
+        lat, lon = lat.isel({dim: index}), lon.isel({dim: index})
+    lat, lon = lat.values, lon.values
+    if not (np.isfinite(lat).all() and np.isfinite(lon).all()):
+        return None
+    return lat, lon
+
+
 def has_latlon(ds: xr.Dataset) -> bool:
     """True when the file carries a usable (all finite) lat/lon grid."""
     if "lat" not in ds.coords or "lon" not in ds.coords:
@@ -141,10 +170,29 @@ def has_latlon(ds: xr.Dataset) -> bool:
     return bool(np.isfinite(ds["lat"].values).all() and np.isfinite(ds["lon"].values).all())
 
 
+def sample_keys(ds: xr.Dataset) -> list[tuple]:
+    """One key per sample that another file of the same samples shares: the valid time, and
+    for per-sample grids the window's first lat/lon, plus a count for repeats."""
+    dim = sample_dim(ds)
+    times = [str(t) for t in ds["time"].values]
+    if "lat" in ds.coords and dim in ds["lat"].dims:
+        corner = zip(np.round(ds["lat"].isel(y=0, x=0).values, 5).tolist(),
+                     np.round(ds["lon"].isel(y=0, x=0).values, 5).tolist(), strict=True)
+        base = list(zip(times, corner, strict=True))
+    else:
+        base = [(t,) for t in times]
+    seen: dict[tuple, int] = {}
+    keys = []
+    for key in base:
+        seen[key] = seen.get(key, -1) + 1
+        keys.append((*key, seen[key]))
+    return keys
+
+
 def complete_times(ds: xr.Dataset) -> np.ndarray:
-    """Indices of times whose fields are all on disk (all of them for a finished file)."""
+    """Indices of samples whose fields are all on disk (all of them for a finished file)."""
     if "time_complete" not in ds:
-        return np.arange(ds.sizes["time"])
+        return np.arange(ds.sizes[sample_dim(ds)])
     return np.flatnonzero(np.asarray(ds["time_complete"].values) == 1)
 
 

@@ -12,8 +12,15 @@ import xarray as xr
 
 
 def score_variables(scores: xr.Dataset) -> list[str]:
-    """Output variables in the scores, in order (those with a ``(metric, time)`` table)."""
-    return [str(n) for n, v in scores.data_vars.items() if v.dims == ("metric", "time")]
+    """Output variables in the scores, in order (those with a ``(metric, time)`` table, or
+    ``(metric, sample)`` for files with several windows per time)."""
+    return [str(n) for n, v in scores.data_vars.items()
+            if v.dims in (("metric", "time"), ("metric", "sample"))]
+
+
+def _count(scores: xr.Dataset) -> tuple[int, str]:
+    dim = "sample" if "sample" in scores.dims else "time"
+    return int(scores.sizes[dim]), dim
 
 
 def time_mean_table(scores: xr.Dataset) -> dict[str, dict[str, float | None]]:
@@ -32,7 +39,7 @@ def to_json(scores: xr.Dataset) -> str:
         "source_file": scores.attrs.get("source_file", ""),
         "regression_file": scores.attrs.get("regression_file", "") or None,
         "n_ensemble": int(scores.attrs.get("n_ensemble", 0)),
-        "n_times": int(scores.sizes["time"]),
+        "n_times": _count(scores)[0],
         "metrics": time_mean_table(scores),
         "rank_histogram": {v: scores[f"{v}_rank_histogram"].values.sum(axis=0).tolist()
                            for v in score_variables(scores)},
@@ -49,8 +56,12 @@ def format_table(scores: xr.Dataset) -> str:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
                        enumerate(zip(r, widths, strict=True))) for r in [head, *rows]]
-    title = (f"time mean over {scores.sizes['time']} time(s), "
-             f"{scores.attrs.get('n_ensemble', '?')} member(s)")
+    count, dim = _count(scores)
+    title = (f"time mean over {count} {dim}(s), {scores.attrs.get('n_ensemble', '?')} "
+             "member(s)")
+    units = {var: scores[var].attrs.get("units", "") for var in table}
+    if any(units.values()):
+        title += "; units: " + ", ".join(f"{v} [{u}]" for v, u in units.items() if u)
     return "\n".join([title, *lines])
 
 

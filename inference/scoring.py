@@ -23,6 +23,8 @@ from inference.read_netcdf import (
     complete_times,
     field,
     open_generated,
+    sample_dim,
+    sample_keys,
     select_variables,
 )
 
@@ -51,6 +53,9 @@ def score_file(
     - ``<var>_time_mean(metric)``: over times; RMSE and spread are the root of the mean squares
       and the spread-skill ratio is recomputed from those, everything else is a plain mean;
     - ``<var>_rank_histogram(time, rank)``: counts of the truth's rank among the members.
+
+    For a file laid out along ``sample`` (several windows per time) ``time`` above reads
+    ``sample``, with the valid ``time`` as a coordinate along it.
     """
     ds = open_generated(path)
     try:
@@ -66,12 +71,13 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress) -
     n = size if n_ensemble is None else int(n_ensemble)
     if not 1 <= n <= size:
         raise GeneratedFileError(f"n_ensemble={n} is out of range: {source} has {size} member(s)")
+    dim = sample_dim(ds)
     times = complete_times(ds)
     if len(times) == 0:
         raise GeneratedFileError(f"{source}: no complete time to score")
-    if len(times) < ds.sizes["time"]:
-        logger.warning("%s: scoring only the %d complete time(s) of %d", source, len(times),
-                       ds.sizes["time"])
+    if len(times) < ds.sizes[dim]:
+        logger.warning("%s: scoring only the %d complete %s(s) of %d", source, len(times), dim,
+                       ds.sizes[dim])
     input_names = set(channels(ds, "input"))
     reg_ds, reg_index = _open_regression(regression, ds, times) if regression else (None, None)
     sources = (["input"] if input_names & set(names) else []) + (["regression"] if reg_ds else [])
@@ -85,16 +91,16 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress) -
     try:
         for start in range(0, len(times), step):
             rows = slice(start, start + step)
-            sel = _indexer(times[rows])
+            sel = {dim: _indexer(times[rows])}
             for var in names:
-                truth = field(ds, "truth", var).isel(time=sel).values
-                pred = field(ds, "prediction", var).isel(ensemble=slice(0, n), time=sel).values
+                truth = field(ds, "truth", var).isel(sel).values
+                pred = field(ds, "prediction", var).isel({**sel, "ensemble": slice(0, n)}).values
                 baselines = {}
                 if "input" in sources and var in input_names:
-                    baselines["input"] = field(ds, "input", var).isel(time=sel).values
+                    baselines["input"] = field(ds, "input", var).isel(sel).values
                 if reg_ds is not None and f"prediction_{var}" in reg_ds:
                     baselines["regression"] = reg_ds[f"prediction_{var}"].isel(
-                        ensemble=0, time=_indexer(reg_index[rows])).values
+                        {sample_dim(reg_ds): _indexer(reg_index[rows]), "ensemble": 0}).values
                 acc[var].add(rows, pred, truth, baselines, rng)
             bar.update(len(times[rows]))
     finally:
@@ -119,12 +125,14 @@ def _open_regression(path, ds: xr.Dataset, times: np.ndarray) -> tuple[xr.Datase
             raise GeneratedFileError(
                 f"{path}: grid {(reg.sizes['y'], reg.sizes['x'])} differs from the scored file's "
                 f"{(ds.sizes['y'], ds.sizes['x'])}")
-        where = {t: i for i, t in enumerate(reg["time"].values)}
-        wanted = ds["time"].values[times]
-        missing = [str(t)[:16] for t in wanted if t not in where]
+        where = {k: i for i, k in enumerate(sample_keys(reg))}
+        keys = sample_keys(ds)
+        wanted = [keys[t] for t in times]
+        missing = [k for k in wanted if k not in where]
         if missing:
-            raise GeneratedFileError(f"{path}: lacks {len(missing)} scored time(s), first "
-                                     f"{missing[0]}")
+            raise GeneratedFileError(f"{path}: lacks {len(missing)} scored time(s), first at "
+                                     f"{str(missing[0][0])[:16]}; generate the regression file "
+                                     "from the same dataset and times")
         if reg.sizes["ensemble"] > 1 or reg.attrs.get("inference_mode", "regression") != (
                 "regression"):
             logger.warning("%s: not a regression-only file (%d members, inference_mode=%s); "
@@ -198,17 +206,22 @@ class _Accumulator:
 
 
 def _assemble(ds, names, acc, metric_names, times, n, regression, seed) -> xr.Dataset:
-    out = xr.Dataset(coords={"metric": np.array(metric_names, dtype=object),
-                             "time": ds["time"].values[times], "rank": np.arange(n + 1)})
+    dim = sample_dim(ds)
+    coords = {"metric": np.array(metric_names, dtype=object), "rank": np.arange(n + 1)}
+    if dim == "time":
+        coords["time"] = ds["time"].values[times]
+    else:
+        coords.update(sample=times, time=("sample", ds["time"].values[times]))
+    out = xr.Dataset(coords=coords)
     for var in names:
-        attrs = {k: ds[f"truth_{var}"].attrs[k] for k in ("units", "long_name")
+        attrs = {k: ds[f"truth_{var}"].attrs[k] for k in ("units", "long_name", "standard_name")
                  if k in ds[f"truth_{var}"].attrs}
         table, means = acc[var].table(metric_names)
         if np.isnan(table[0]).all():
             logger.warning("%s: no finite truth/prediction pixel; its scores are NaN", var)
-        out[var] = (("metric", "time"), table, attrs)
+        out[var] = (("metric", dim), table, attrs)
         out[f"{var}_time_mean"] = (("metric",), means, attrs)
-        out[f"{var}_rank_histogram"] = (("time", "rank"), acc[var].ranks,
+        out[f"{var}_rank_histogram"] = ((dim, "rank"), acc[var].ranks,
                                         {"long_name": f"rank of the truth among {n} members"})
     out.attrs = {
         "title": "CorrDiff ensemble scores",

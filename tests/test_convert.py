@@ -159,7 +159,7 @@ def test_regrid_interpolates_to_block_centres(tmp_path):
                                np.repeat(field[None], 12, 0) + np.arange(12)[:, None, None])},
                         coords={"time": times, "latitude": lat, "longitude": lon})
     coarse.to_netcdf(tmp_path / "era5.nc")
-    with pytest.raises(DataError, match="cannot tell the grid factor.*--regrid --factor F"):
+    with pytest.raises(DataError, match=r"cannot tell the grid factor.*--regrid --factor F"):
         convert(tmp_path / "era5.nc", fine_path, "z", "t2m", tmp_path / "o", window=16,
                 progress=False)
     with pytest.raises(DataError, match="needs --factor"):
@@ -267,7 +267,7 @@ def test_failure_in_valid_split_keeps_previous_output(tmp_path):
     # Fine times 8 and 9 (10:00 and 11:00, the valid split) are all missing: no valid window
     # can be kept.
     coarse_path, fine_path, _, _ = write_pair(bad, nan_at=8, nan_everywhere=True)
-    with pytest.raises(DataError, match="valid split keeps none of its 12 windows.*--max-missing"):
+    with pytest.raises(DataError, match=r"valid split keeps none of its 12 windows.*--max-missing"):
         convert(coarse_path, fine_path, "t2m", ["t2m"], out, window=16, valid_fraction=0.2,
                 progress=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
