@@ -326,8 +326,8 @@ class _Conversion:
         return fractions
 
     def _report_missing(self, stats: dict) -> None:
-        for group, what in (("input", "filled; the model gets a validity channel "
-                                      "'{name}_valid'"),
+        for group, what in (("input", "training and generation fill them and add a validity "
+                                      "channel '{name}_valid'"),
                             ("output", "kept as NaN: training leaves them out of the loss")):
             for name, entry in stats[group].items():
                 if entry.get("missing_values"):

@@ -35,12 +35,16 @@ def parse_crop(value: object) -> str | int:
 
 
 def infer_factor(coarse: tuple[int, int], fine: tuple[int, int], factor: int | None) -> int:
-    """Fine pixels per coarse cell side: ``factor`` if given and consistent (each coarse side
-    is ``floor`` or ``ceil`` of ``fine / factor``), else the size ratio rounded, when both sides
-    round to the same integer and it is consistent; anything else asks for ``--factor``."""
+    """Fine pixels per coarse cell side. A given ``factor`` must be consistent: the coarse
+    sides are both ``floor`` or both ``ceil`` of ``fine / factor`` (block means without or with
+    the partial blocks at the far edges). Otherwise the exact ratio when the grids are exact
+    multiples, else the one consistent factor; when several are (small grids), ``--factor``
+    must say which."""
     def fits(f: int) -> bool:
-        return all(fine_side // f <= coarse_side <= -(-fine_side // f) and fine_side >= f
-                   for coarse_side, fine_side in zip(coarse, fine, strict=True))
+        pairs = list(zip(coarse, fine, strict=True))
+        if any(fine_side < f for _, fine_side in pairs):
+            return False
+        return (all(c == n // f for c, n in pairs) or all(c == -(-n // f) for c, n in pairs))
 
     if factor is not None:
         if int(factor) != factor or factor < 1:
@@ -53,14 +57,20 @@ def infer_factor(coarse: tuple[int, int], fine: tuple[int, int], factor: int | N
             f"{fine[1] // factor}-{-(-fine[1] // factor)} cells); if the coarse data are not "
             "block means of the fine grid, interpolate them with --regrid --factor F"
         )
-    candidates = {max(1, round(f / c)) for f, c in zip(fine, coarse, strict=True)}
-    if len(candidates) == 1 and fits(factor := candidates.pop()):
-        return factor
+    exact = fine[0] % coarse[0] == 0 and fine[1] % coarse[1] == 0 and (
+        fine[0] // coarse[0] == fine[1] // coarse[1])
+    if exact and fine[0] // coarse[0] > 1:
+        return fine[0] // coarse[0]
+    consistent = [f for f in range(2, max(fine) + 1) if fits(f)]
+    if len(consistent) == 1:
+        return consistent[0]
     ratios = " and ".join(f"{f / c:.3g}" for f, c in zip(fine, coarse, strict=True))
+    which = (f"factors {', '.join(map(str, consistent))} all fit" if consistent
+             else "no integer factor fits")
     raise DataError(
         f"cannot tell the grid factor: the fine grid {tuple(fine)} is {ratios} times the coarse "
-        f"grid {tuple(coarse)}; if each coarse cell covers F x F fine pixels pass --factor F, "
-        "otherwise interpolate the coarse data with --regrid --factor F"
+        f"grid {tuple(coarse)} ({which}); if each coarse cell covers F x F fine pixels pass "
+        "--factor F, otherwise interpolate the coarse data with --regrid --factor F"
     )
 
 

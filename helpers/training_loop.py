@@ -77,6 +77,9 @@ class Trainer:
         # Targets with missing pixels (NaN) are trained with a masked mean of the loss.
         self.masked_targets = any(d.has_missing_outputs() for d in (
             self.dataset, self.valid_dataset) if d is not None)
+        if self.masked_targets:
+            logger.info("the dataset marks missing target values: missing target pixels are "
+                        "left out of the loss (a mean over valid pixels)")
         n_in, n_out = len(self.dataset.input_channels()), len(self.dataset.output_channels())
         self.net = build_network(config.model, self.image_shape, n_in, n_out,
                                  perf.songunet_checkpoint_level).to(self.device)
