@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 from hydra import compose, initialize_config_dir
 
+from helpers.config_schema import ConfigError
 from helpers.generation_config import validate_generation_config
 from tests.conftest import ROOT
 from tests.generation_fixtures import train_tiny_models
@@ -32,6 +33,19 @@ def test_shipped_generation_config_validates(name):
     config = validate_generation_config(cfg)
     assert config.dataset["type"] == SHIPPED[name]
     assert config.generation.sampler.num_steps == 18
+
+
+def test_regression_only_needs_no_diffusion_checkpoint():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose(config_name="config_generate_mini", overrides=[
+            "++generation.inference_mode=regression", "++generation.io.reg_ckpt_filename=r.mdlus"])
+    config = validate_generation_config(cfg)  # res_ckpt_filename is ??? in the config file
+    assert config.generation.io.res_ckpt_filename is None
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose(config_name="config_generate_mini",
+                      overrides=["++generation.io.reg_ckpt_filename=r.mdlus"])
+    with pytest.raises(ConfigError, match=r"generation.io.res_ckpt_filename"):
+        validate_generation_config(cfg)  # CorrDiff does need it
 
 
 def test_custom_generation_config_validates():

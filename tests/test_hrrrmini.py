@@ -162,8 +162,37 @@ def test_nan_in_a_sample_names_variable_and_time(hrrr_mini_files):
         nc["input"]["2t"][3, 0, 0] = np.nan
     ds = HRRRMiniDataset(str(data_path), str(stats_path))
     ds[2]  # other samples are still served
-    with pytest.raises(DataError, match=r"input variable\(s\) \['2t'\].*sample 3.*2021-01-01T09"):
+    with pytest.raises(DataError, match=r"input variable\(s\) \['2t'\].*sample 3.*2021-01-01T09"
+                                        r".*--max-missing"):
         ds[3]
+
+
+def test_missing_values_marked_in_stats_are_masked(hrrr_mini_files):
+    data_path, stats_path, raw = hrrr_mini_files
+    with netCDF4.Dataset(data_path, "a") as nc:
+        nc["input"]["2t"][3, 0, 0] = np.nan
+        nc["output"]["10u"][3, :4, :] = np.nan
+    stats = json.loads(stats_path.read_text())
+    stats["input"]["2t"]["missing_values"] = True
+    stats["output"]["10u"]["missing_values"] = True
+    stats_path.write_text(json.dumps(stats))
+    ds = HRRRMiniDataset(str(data_path), str(stats_path))
+    labels = [c.label for c in ds.input_channels()]
+    assert labels == ["10u", "2t", "tcwv", "2t_valid", "elev_mean", "lsm_mean"]
+    assert ds.has_missing_outputs()
+    img_clean, img_lr = ds[3]
+    assert np.isnan(img_clean[0, :4]).all() and np.isfinite(img_clean[0, 4:]).all()
+    assert np.isfinite(img_lr).all()
+    assert (img_lr[3, :4, :4] == 0).all() and (img_lr[3, 4:] == 1).all()  # factor 4 block
+    # The missing cell is filled with the value that normalizes to 0 (the training mean).
+    coarse = raw["input"]["2t"][3].copy()
+    coarse[0, 0] = stats["input"]["2t"]["mean"]
+    expected = (upsample_bilinear(coarse, 4) - stats["input"]["2t"]["mean"]) / stats["input"][
+        "2t"]["std"]
+    np.testing.assert_allclose(img_lr[1], expected, atol=1e-4)
+    physical = ds.denormalize_input(img_lr)
+    assert np.isnan(physical[1, :4, :4]).all() and np.isfinite(physical[1, 4:]).all()
+    assert np.isfinite(ds[2][1]).all() and (ds[2][1][3] == 1).all()
 
 
 def test_coord_out_of_bounds(hrrr_mini_files):

@@ -258,3 +258,56 @@ def test_describe():
     assert describe("maximum_radar_reflectivity")["units"] == "dBZ"
     assert describe("tp")["units"] == "mm h-1"
     assert describe("foo") == {"long_name": "foo"}
+
+
+def window_grid(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``k``'s own grid: windows of a larger domain sit at different places."""
+    lat, lon = np.meshgrid(np.linspace(20, 25, H) + k, np.linspace(120, 122, W), indexing="ij")
+    return lat, lon
+
+
+def test_windows_at_repeated_times_each_keep_their_own_grid(tmp_path):
+    times = [TIMES[0], TIMES[0], TIMES[1], TIMES[1]]  # two windows per valid time
+    path = tmp_path / "windows.nc"
+    with make_writer(path, times=times, latitude=None, longitude=None,
+                     sample_grid=window_grid) as writer:
+        assert writer.sample_dim == "sample"
+        write(writer, range(4))
+    with netCDF4.Dataset(path) as nc:
+        assert {d: len(v) for d, v in nc.dimensions.items()} == {
+            "sample": 4, "ensemble": M, "y": H, "x": W}
+        assert nc["lat"].dimensions == ("sample", "y", "x")
+        assert nc["prediction"]["2t"].dimensions == ("ensemble", "sample", "y", "x")
+        assert nc["truth"]["2t"].coordinates == "time lat lon"
+    with xr.open_dataset(path) as root:
+        assert root["time"].dims == ("sample",)
+        assert root["time"].values.astype("datetime64[us]").tolist() == times
+        for k in range(4):
+            np.testing.assert_array_equal(root["lat"].values[k], window_grid(k)[0])
+    with xr.open_dataset(path, group="prediction") as ds:
+        np.testing.assert_array_equal(ds["2t"][:, 3].values, fields(3)[2][:, 0])
+
+
+def test_repeated_times_on_one_grid_and_resume_of_windows(tmp_path):
+    times = [TIMES[0], TIMES[0], TIMES[1]]
+    with make_writer(tmp_path / "one.nc", times=times) as writer:
+        assert writer.sample_dim == "sample"
+        write(writer, range(3))
+    with xr.open_dataset(tmp_path / "one.nc") as root:
+        assert root["lat"].dims == ("y", "x")
+    path = tmp_path / "windows.nc"
+    options = dict(times=times, latitude=None, longitude=None, sample_grid=window_grid)
+    with pytest.raises(KeyboardInterrupt), make_writer(path, **options) as writer:
+        write(writer, [0, 1])
+        raise KeyboardInterrupt
+    resumed = make_writer(path, resume=True, **options)
+    assert resumed.completed == {0, 1}
+    with resumed:
+        write(resumed, [2])
+    assert path.exists()
+    moved = dict(options, sample_grid=lambda k: window_grid(k + 1))
+    with pytest.raises(KeyboardInterrupt), make_writer(path, **options) as writer:
+        write(writer, [0])
+        raise KeyboardInterrupt
+    with pytest.raises(ValueError, match="lat/lon differ"):
+        make_writer(path, resume=True, **moved)

@@ -136,3 +136,21 @@ def test_cli_prints_the_recommendation_and_writes_pngs(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "unknown variable(s) ['rain']" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_masked_rows_keep_the_spectrum_of_the_valid_part():
+    rng = np.random.default_rng(4)
+    x = lfilter([1.0], [1.0, -0.8], rng.normal(size=(400, 256)), axis=-1)[:, 64:192]
+    _, full = average_power_spectrum(x, d=2.0, detrend="mean")
+    masked = x.copy()
+    masked[:, :40] = np.nan  # a coast: every row has a gap, as on a land-only grid
+    masked[:10, :] = np.nan  # and rows with nothing valid, which are left out
+    _, gappy = average_power_spectrum(masked, d=2.0, detrend="mean")
+    assert np.isfinite(gappy).all()  # rows with any NaN used to be dropped: NaN everywhere
+    # The variance is kept (power scaled by n / valid) and the shape follows the full field.
+    assert gappy.sum() == pytest.approx(full.sum(), rel=0.1)
+    low, high = slice(1, 8), slice(40, 60)
+    assert gappy[low].mean() / gappy[high].mean() == pytest.approx(
+        full[low].mean() / full[high].mean(), rel=0.3)
+    _, too_gappy = average_power_spectrum(np.where(np.arange(128) < 80, np.nan, x), d=2.0)
+    assert np.isnan(too_gappy).all()  # under half valid: not counted
