@@ -14,7 +14,7 @@ from datasets.variable_metadata import is_precipitation
 
 # The transform a non-negative output gets unless --transform says otherwise (see the README,
 # "Positive variables", for the comparison that chose it).
-DEFAULT_NONNEGATIVE_TRANSFORM = "none"
+DEFAULT_NONNEGATIVE_TRANSFORM = "log1p"
 
 
 def parse_nonnegative(spec: str | Sequence[str] | None) -> tuple[bool, list[str]]:

@@ -57,7 +57,8 @@ def plot_sample(dataset: DownscalingDataset, index: int, out: Path) -> Path:
     fig, axes = plt.subplots(2, len(channels), figsize=(3.2 * len(channels), 6), squeeze=False)
     for col, channel in enumerate(channels):
         field = truth[col]
-        vmin, vmax = np.percentile(field, [1, 99])
+        finite = field[np.isfinite(field)]  # masked data: NaN outside the mask
+        vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
         panels = [("truth", field)]
         if channel.label in in_index:
             panels.insert(0, ("input (interpolated)", inputs[in_index[channel.label]]))
@@ -68,7 +69,8 @@ def plot_sample(dataset: DownscalingDataset, index: int, out: Path) -> Path:
                 continue
             title, values = panels[row]
             image = ax.imshow(values, origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
-            ax.set_title(f"{channel.label}: {title}", fontsize=9)
+            units = f" [{channel.units}]" if channel.units else ""
+            ax.set_title(f"{channel.label}{units}: {title}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
             fig.colorbar(image, ax=ax, shrink=0.8)

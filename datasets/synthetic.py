@@ -51,11 +51,13 @@ import numpy as np
 from tqdm import tqdm
 
 from datasets.base import DataError
+from datasets.channel_policy import normalization_plan
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.hrrrmini_format import HRRRMiniWriter, write_stats
 from datasets.synthetic_flow import TerrainFlow
 from datasets.synthetic_surface import SurfaceDiagnostics
 from datasets.synthetic_terrain import Terrain, make_terrain
+from datasets.variable_metadata import describe
 
 logger = logging.getLogger(__name__)
 
@@ -183,14 +185,23 @@ def generate_synthetic_dataset(
         valid_time = START_TIME + datetime.timedelta(seconds=round(flow.time_s))
         return valid_time, surface(flow.fine_fields(domain_size), flow.wind)
 
+    invariants = {"elev_mean": terrain.elev_mean, "lsm_mean": terrain.lsm_mean}
+    attributes = {name: describe(name) for name in (*INPUT_VARIABLES, *invariants)}
     writer_options = dict(
         input_shape=(window_size // coarse_factor,) * 2,
         output_shape=(window_size,) * 2,
         input_variables=INPUT_VARIABLES,
         output_variables=OUTPUT_VARIABLES,
-        invariants={"elev_mean": terrain.elev_mean, "lsm_mean": terrain.lsm_mean},
+        invariants=invariants,
         lat=terrain.lat,
         lon=terrain.lon,
+        variable_attributes={"input": {v: attributes[v] for v in INPUT_VARIABLES},
+                             "output": {v: attributes[v] for v in OUTPUT_VARIABLES},
+                             "invariant": {v: attributes[v] for v in invariants}},
+        # The same choice the converter makes: precipitation is non-negative (with its
+        # default transform), everything else signed.
+        normalization=normalization_plan({"input": INPUT_VARIABLES, "output": OUTPUT_VARIABLES},
+                                         attributes, None, None),
     )
 
     def attributes(split: str) -> dict[str, str]:

@@ -43,6 +43,7 @@ from datasets.field_selection import (
     parse_fields,
     parse_selection,
     resolve_field,
+    time_coordinate,
 )
 from datasets.grid_alignment import BilinearRegridder, aligned_shape, infer_factor, parse_crop
 
@@ -83,7 +84,8 @@ def spatial_dims(da: xr.DataArray, dims: Sequence[str] | None = None,
             return pair
     rest = [d for d in da.dims if d not in exclude and d != "time"]
     if len(rest) < 2:
-        raise DataError(f"variable {da.name!r} with dims {da.dims} is not a 2-D field")
+        raise DataError(f"variable {da.name!r} with dims {da.dims} is not a 2-D field; name its "
+                        "grid dimensions with --coarse-dims/--fine-dims y,x")
     return rest[-2], rest[-1]
 
 
@@ -204,6 +206,7 @@ class PairedData:
 
     def _resolve(self, ds: xr.Dataset, specs: list[FieldSpec], where: str
                  ) -> dict[str, ResolvedField]:
+        time_coordinate(ds, where)  # a clear error if the file has no time coordinate
         return {spec.name: resolve_field(ds, spec, self.selection, where) for spec in specs}
 
     def _spatial(self, ds: xr.Dataset, fields: dict[str, ResolvedField],
@@ -272,7 +275,9 @@ class PairedData:
             raise DataError(
                 f"no common times: {self.paths[0]} has {len(coarse_times)} times "
                 f"({_span(coarse_times)}), {self.paths[1]} has {len(fine_times)} "
-                f"({_span(fine_times)}); times must match exactly"
+                f"({_span(fine_times)}); times must match exactly: check that both use the same "
+                "time zone and the same convention for accumulations (start or end of period), "
+                "and shift one with ds.assign_coords(time=ds.time + offset) if needed"
             )
         self.positions = {key: r.positions[r.times.get_indexer(common)]
                           for key, r in timed.items()}
@@ -345,7 +350,8 @@ class PairedData:
                 shape = tuple(da.sizes[d] for d in dims)
                 if shape != self.full_fine_shape:
                     raise DataError(f"invariant {spec.source!r} has shape {shape}, the fine grid "
-                                    f"is {self.full_fine_shape}")
+                                    f"is {self.full_fine_shape}; give a file on the fine grid "
+                                    "with --invariant-file")
                 box = (slice(0, self.fine_shape[0]), slice(0, self.fine_shape[1]))
                 fields[spec.name] = self._read(ds, resolved, dims, None, box)
                 attrs[spec.name] = cf_attributes(da)

@@ -47,13 +47,16 @@ def evaluation_times(valid_file: Path, count: int) -> list[str]:
     return [dates[i].strftime("%Y-%m-%dT%H:%M") for i in picks]
 
 
-def stage_commands(out: Path, data: Path, tiny: bool,
-                   times: list[str]) -> list[tuple[str, list[str]]]:
+def stage_commands(out: Path, data: Path, tiny: bool, times: list[str],
+                   stats: Path | None = None, run: Path | None = None
+                   ) -> list[tuple[str, list[str]]]:
     """(stage name, argv) for every stage after the dataset; the argv are the documented
-    commands. ``times`` are the validation times to generate."""
-    run = out / "run"
+    commands. ``times`` are the validation times to generate; ``stats`` replaces the dataset's
+    ``stats.json`` and ``run`` the training directory (``out/run``), for comparisons."""
+    run = run or out / "run"
+    stats = stats or data / "stats.json"
     python = sys.executable
-    dataset = [f"++dataset.data_path={data}/train.nc", f"++dataset.stats_path={data}/stats.json"]
+    dataset = [f"++dataset.data_path={data}/train.nc", f"++dataset.stats_path={stats}"]
     common_training = [f"++training.io.checkpoint_dir={run}", *dataset,
                        f"++validation.data_path={data}/valid.nc"]
     regression_training, diffusion_training, generation = [], [], []
@@ -81,7 +84,7 @@ def stage_commands(out: Path, data: Path, tiny: bool,
     checkpoints = [f"++generation.io.reg_ckpt_filename={run}/checkpoints_regression",
                    f"++generation.io.res_ckpt_filename={run}/checkpoints_diffusion",
                    f"++dataset.data_path={data}/valid.nc",
-                   f"++dataset.stats_path={data}/stats.json"]
+                   f"++dataset.stats_path={stats}"]
     return [
         ("train regression", [python, "train.py", *common_training, *regression_training]),
         ("train diffusion", [python, "train.py", f"--config-name={DIFFUSION_CONFIG}",

@@ -58,6 +58,9 @@ class EnsembleGenerator:
         self.rank, self.world_size = dist_manager.rank, dist_manager.world_size
         self.dataset = build_dataset(config.dataset)
         self.indices = select_time_indices(self.dataset.time(), gen.times, gen.times_range)
+        if not self.indices:
+            where = config.dataset.get("data_path", "the dataset")
+            raise ConfigError(f"nothing to generate: {where} holds no samples")
         self.image_shape = tuple(self.dataset.image_shape())
         self.n_in = len(self.dataset.input_channels())
         self.n_out = len(self.dataset.output_channels())
@@ -102,9 +105,6 @@ class EnsembleGenerator:
     def _writer(self) -> EnsembleWriter:
         """The output file's writer: one lat/lon grid if every selected sample shares it,
         else each sample's own (windows of a larger domain)."""
-        if not self.indices:
-            where = self.config.dataset.get("data_path", "the dataset")
-            raise ConfigError(f"nothing to generate: {where} holds no samples")
         times = [self.dataset.time()[i] for i in self.indices]
         grid = shared_grid(self.dataset, self.indices)
         sample_grid = None if grid is not None else (

@@ -16,6 +16,7 @@ import xarray as xr
 from datasets.base import DataError
 from datasets.convert import convert
 from datasets.hrrrmini import HRRRMiniDataset
+from datasets.preview import describe, plot_sample
 from tests.conftest import ROOT
 from tests.real_like_fixtures import flattened_levels, national_land_grid, radar_precipitation
 
@@ -111,10 +112,12 @@ def test_masked_windows_kept_skipped_and_statistics_of_valid_values(radar, tmp_p
     for window, (r, c) in zip(outputs, coords, strict=True):
         np.testing.assert_array_equal(np.isnan(window), ~coverage[r:r + 16, c:c + 16])
     stats = json.loads((tmp_path / "o" / "stats.json").read_text())["output"]["precip"]
-    assert stats["mean"] == pytest.approx(np.nanmean(outputs), rel=1e-9)
-    assert stats["std"] == pytest.approx(np.nanstd(outputs), rel=1e-7)
-    # Recognised as precipitation from its units alone (mm/h, no standard_name).
+    # Recognised as precipitation from its units alone (mm/h, no standard_name), so it is
+    # non-negative and normalized as log1p by default; statistics of the valid values only.
     assert stats["nonnegative"] and stats["missing_values"] and stats["units"] == "mm/h"
+    assert stats["transform"] == "log1p"
+    assert stats["mean"] == pytest.approx(np.nanmean(np.log1p(outputs)), rel=1e-9)
+    assert stats["std"] == pytest.approx(np.nanstd(np.log1p(outputs)), rel=1e-7)
     with pytest.raises(DataError, match=r"train split keeps none.*raise --max-missing above"):
         convert(radar["coarse"], radar["fine"], "precip", "precip", tmp_path / "z",
                 window="full", max_missing=0.0, factor=8, progress=False)
@@ -209,8 +212,12 @@ def test_nonnegative_and_transform_options(land, tmp_path):
     assert stats["tp"]["mean"] == pytest.approx(np.nanmean(np.log1p(tp)), rel=1e-9)
     convert(land["coarse"], land["fine"], "t2m", "tp", tmp_path / "b", window=16, stride=8,
             max_missing=0.6, nonnegative="none", progress=False)
-    assert not json.loads((tmp_path / "b" / "stats.json").read_text())["output"]["tp"][
-        "nonnegative"]
+    signed = json.loads((tmp_path / "b" / "stats.json").read_text())["output"]["tp"]
+    assert not signed["nonnegative"] and "transform" not in signed
+    convert(land["coarse"], land["fine"], "t2m", "tp", tmp_path / "d", window=16, stride=8,
+            max_missing=0.6, transform="tp=none", progress=False)
+    clamped = json.loads((tmp_path / "d" / "stats.json").read_text())["output"]["tp"]
+    assert clamped["nonnegative"] and "transform" not in clamped
     with pytest.raises(DataError, match=r"--nonnegative: no channel named \['rain'\]"):
         convert(land["coarse"], land["fine"], "t2m", "tp", tmp_path / "c", window=16,
                 max_missing=0.6, nonnegative="rain", progress=False)
@@ -229,6 +236,8 @@ def test_units_and_names_travel_into_the_dataset(land, tmp_path):
     ds = HRRRMiniDataset(tmp_path / "o" / "train.nc", tmp_path / "o" / "stats.json")
     channels = {c.label: c for c in ds.output_channels()}
     assert channels["tp"].units == "mm h-1" and channels["2t"].long_name == "2 m temperature"
+    # The preview draws masked samples (NaN over the sea) with units in the titles.
+    assert "tp" in describe(ds) and plot_sample(ds, 3, tmp_path / "preview.png").is_file()
 
 
 def test_rectangular_windows_and_inf_as_missing(land, tmp_path):
