@@ -42,6 +42,8 @@ bench: venv
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_generate.py
 	$(BIN)/python benchmarks/bench_score.py
+	$(BIN)/python benchmarks/bench_threads.py
+	$(BIN)/python benchmarks/bench_nonnegative.py
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache
