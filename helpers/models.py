@@ -42,9 +42,10 @@ def conditioning_channels(model: ModelConfig, n_input: int, n_output: int) -> in
     return channels
 
 
-def check_spatial_size(shape: Sequence[int], model_args: dict[str, Any], what: str) -> None:
+def check_spatial_size(shape: Sequence[int], model_args: dict[str, Any], what: str,
+                       fix: str = "") -> None:
     """The UNet halves the grid ``len(channel_mult) - 1`` times: each side must be a multiple of
-    ``2**(levels - 1)`` or a smaller power of two."""
+    ``2**(levels - 1)`` or a smaller power of two. ``fix`` ends the message with the remedy."""
     levels = len(model_args.get("channel_mult", [1, 2, 2, 2, 2]))
     multiple = 2 ** (levels - 1)
     for side in shape:
@@ -54,6 +55,7 @@ def check_spatial_size(shape: Sequence[int], model_args: dict[str, Any], what: s
                 f"{what} {tuple(shape)} is not supported by a UNet with {levels} levels "
                 f"(channel_mult): each side must be a multiple of {multiple}; e.g. "
                 f"{max(multiple, side - side % multiple)} or {side + multiple - side % multiple}"
+                + (f"; {fix.format(multiple=multiple)}" if fix else "")
             )
 
 
@@ -75,7 +77,10 @@ def build_network(model: ModelConfig, image_shape: Sequence[int], n_input: int, 
     args.setdefault("model_type", "SongUNetPosEmbd")
     if checkpoint_level and args["model_type"] in SONG_UNETS:
         args["checkpoint_level"] = checkpoint_level
-    check_spatial_size(image_shape, args, "image shape")
+    check_spatial_size(image_shape, args, "the dataset's image shape",
+                       "convert the data again with python -m datasets.convert and a --window "
+                       "that is a multiple of {multiple} (for whole domains: --window full "
+                       "--crop {multiple}), or use fewer levels in model.model_args.channel_mult")
     common = dict(
         img_resolution=[int(s) for s in image_shape],
         img_in_channels=conditioning_channels(model, n_input, n_output),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from inference.plot_multiple_samples import plot_multiple_samples
 from tests.conftest import ROOT
 from tests.real_like_fixtures import national_land_grid
 
@@ -159,3 +160,7 @@ def test_spectra_and_maps_of_masked_fields(pipeline):
     assert "decorrelation distance" in pipeline["logs"]["spectra"]
     assert len(list((pipeline["root"] / "spectra").glob("*.png"))) == 3
     assert len(list((pipeline["root"] / "maps").glob("*.png"))) == 3
+    # Several windows side by side, each on its own lat/lon grid.
+    written = plot_multiple_samples(pipeline["corrdiff"], pipeline["root"] / "rows",
+                                    variables=["tp"])
+    assert [p.name for p in written] == ["samples_tp.png"] and written[0].stat().st_size > 0

@@ -11,10 +11,11 @@ import pytest
 import xarray as xr
 
 from datasets.convert import convert
-from helpers.config_schema import validate_training_config
+from helpers.config_schema import ConfigError, ModelConfig, validate_training_config
 from helpers.distributed import init_distributed
 from helpers.generation import EnsembleGenerator
 from helpers.generation_config import validate_generation_config
+from helpers.models import build_network
 from helpers.training_loop import Trainer
 from tests.real_like_fixtures import national_land_grid
 from tests.training_fixtures import TINY_ARCH
@@ -80,3 +81,10 @@ def test_patch_trained_model_downscales_the_whole_region(region):
         values = prediction["t2m"].values
         assert np.isnan(values[..., ~land]).all() and np.isfinite(values[..., land]).all()
         assert np.nanmin(prediction["tp"].values) >= 0
+
+
+def test_a_domain_the_unet_cannot_take_says_how_to_convert_it():
+    model = ModelConfig(name="regression", model_args={"channel_mult": [1, 2, 2, 2, 2]})
+    with pytest.raises(ConfigError, match=r"image shape \(52, 76\) .* multiple of 16.*"
+                                          r"--window full --crop 16"):
+        build_network(model, (52, 76), 3, 2)
