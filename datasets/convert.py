@@ -34,13 +34,13 @@ from tqdm import tqdm
 
 from datasets.base import DataError
 from datasets.channel_policy import normalization_plan
+from datasets.hrrrmini import MASK_SUFFIX
 from datasets.hrrrmini_format import HRRRMiniWriter, write_stats
 from datasets.sample_windows import check_multiple, parse_window, split_times, window_positions
 from datasets.variable_metadata import channel_attributes
 from datasets.xarray_pairs import PairedData
 
 log = logging.getLogger(__name__)
-MASK_SUFFIX = "_valid"
 
 
 def convert(

@@ -200,10 +200,7 @@ class PairedXarrayDataset(ZScoredDataset):
         return [self._channel(v) for v in self.output_variables]
 
     def _channel(self, name: str) -> ChannelMetadata:
-        attrs = self._attributes[name]
-        return ChannelMetadata(name, units=attrs.get("units", ""),
-                               long_name=attrs.get("long_name", ""),
-                               standard_name=attrs.get("standard_name", ""))
+        return ChannelMetadata(name, **self._attributes[name])
 
     def image_shape(self) -> tuple[int, int]:
         return self._shape

@@ -1,7 +1,8 @@
 """HRRR-Mini datapipe (``dataset.type: hrrr_mini``): one NetCDF4 file plus ``stats.json``.
 
 Each sample is a high-res window of the HRRR grid with its coarse input. The coarse input is
-bilinearly upsampled to the window (linear extrapolation at the borders), the static invariants
+bilinearly upsampled to the window (extended linearly at the borders, within the range of
+its coarse values), the static invariants
 (orography, land-sea mask) are cropped at the window's ``coord`` and appended as auxiliary
 channels, and everything is z-scored with ``stats.json``. See ``datasets/hrrrmini_format.py`` for
 the layout. The file is read lazily, one sample at a time, through one handle per process, so
@@ -32,7 +33,8 @@ from datasets.base import (
     ZScoredDataset,
 )
 from datasets.interpolation import upsample_bilinear
-from datasets.stats_file import CF_KEYS, ChannelStats, channel_stats, read_stats
+from datasets.stats_file import ChannelStats, channel_stats, read_stats
+from datasets.variable_metadata import CF_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -310,10 +312,7 @@ def _normalizer(stats: list[ChannelStats]) -> ChannelNormalizer:
 
 
 def _channel(name: str, stats: ChannelStats, auxiliary: bool = False) -> ChannelMetadata:
-    attrs = stats.attributes
-    return ChannelMetadata(name, auxiliary=auxiliary, units=attrs.get("units", ""),
-                           long_name=attrs.get("long_name", ""),
-                           standard_name=attrs.get("standard_name", ""))
+    return ChannelMetadata(name, auxiliary=auxiliary, **stats.attributes)
 
 
 def _require_file(path: str, option: str) -> None:

@@ -23,9 +23,7 @@ from pathlib import Path
 
 from datasets.base import DataError
 from datasets.transforms import TRANSFORMS
-from datasets.variable_metadata import channel_attributes, is_precipitation
-
-CF_KEYS = ("units", "long_name", "standard_name")
+from datasets.variable_metadata import CF_KEYS, channel_attributes, is_precipitation
 
 
 @dataclass(frozen=True)

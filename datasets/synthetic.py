@@ -186,7 +186,7 @@ def generate_synthetic_dataset(
         return valid_time, surface(flow.fine_fields(domain_size), flow.wind)
 
     invariants = {"elev_mean": terrain.elev_mean, "lsm_mean": terrain.lsm_mean}
-    attributes = {name: describe(name) for name in (*INPUT_VARIABLES, *invariants)}
+    channel_attrs = {name: describe(name) for name in (*INPUT_VARIABLES, *invariants)}
     writer_options = dict(
         input_shape=(window_size // coarse_factor,) * 2,
         output_shape=(window_size,) * 2,
@@ -195,13 +195,13 @@ def generate_synthetic_dataset(
         invariants=invariants,
         lat=terrain.lat,
         lon=terrain.lon,
-        variable_attributes={"input": {v: attributes[v] for v in INPUT_VARIABLES},
-                             "output": {v: attributes[v] for v in OUTPUT_VARIABLES},
-                             "invariant": {v: attributes[v] for v in invariants}},
+        variable_attributes={"input": {v: channel_attrs[v] for v in INPUT_VARIABLES},
+                             "output": {v: channel_attrs[v] for v in OUTPUT_VARIABLES},
+                             "invariant": {v: channel_attrs[v] for v in invariants}},
         # The same choice the converter makes: precipitation is non-negative (with its
         # default transform), everything else signed.
         normalization=normalization_plan({"input": INPUT_VARIABLES, "output": OUTPUT_VARIABLES},
-                                         attributes, None, None),
+                                         channel_attrs, None, None),
     )
 
     def attributes(split: str) -> dict[str, str]:

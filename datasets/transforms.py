@@ -31,8 +31,8 @@ def forward(name: str, x: ArrayLike) -> ArrayLike:
     """Physical values to transformed ones (negative inputs are treated as 0 for log1p/sqrt)."""
     if name == "none":
         return x
+    x = clamp_nonnegative(x)
     lib = _lib(x)
-    x = lib.clip(x, 0, None) if lib is np else torch.clamp(x, min=0)
     return lib.log1p(x) if name == "log1p" else lib.sqrt(x)
 
 
@@ -40,15 +40,12 @@ def inverse(name: str, y: ArrayLike) -> ArrayLike:
     """Transformed values back to physical ones (before any non-negativity clamp)."""
     if name == "none":
         return y
-    lib = _lib(y)
     if name == "log1p":
-        return lib.expm1(y)
-    positive = np.clip(y, 0, None) if lib is np else torch.clamp(y, min=0)
+        return _lib(y).expm1(y)
+    positive = clamp_nonnegative(y)
     return positive * positive
 
 
 def clamp_nonnegative(x: ArrayLike) -> ArrayLike:
     """``max(x, 0)``, keeping NaN (missing) values NaN."""
-    if isinstance(x, torch.Tensor):
-        return torch.where(x < 0, torch.zeros_like(x), x)
-    return np.where(x < 0, np.zeros_like(x), x)
+    return torch.clamp(x, min=0) if isinstance(x, torch.Tensor) else np.clip(x, 0, None)

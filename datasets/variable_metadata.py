@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+CF_KEYS = ("units", "long_name", "standard_name")
+
 # name -> (units, long_name, CF standard_name or "")
 _KNOWN: dict[str, tuple[str, str, str]] = {
     # HRRR-Mini / synthetic (ECMWF-style short names)
@@ -99,7 +101,7 @@ def channel_attributes(name: str, level: str = "", stored: dict[str, str] | None
     """A channel's CF attributes: those stored with the data (units, long_name, standard_name)
     when there are any, else the table's (``describe``)."""
     stored = {k: str(v) for k, v in (stored or {}).items()
-              if k in ("units", "long_name", "standard_name") and str(v).strip()}
+              if k in CF_KEYS and str(v).strip()}
     if stored:
         return {"long_name": describe(name, level)["long_name"], **stored}
     return describe(name, level)

@@ -46,13 +46,13 @@ from datasets.field_selection import (
     time_coordinate,
 )
 from datasets.grid_alignment import BilinearRegridder, aligned_shape, infer_factor, parse_crop
+from datasets.variable_metadata import CF_KEYS
 
 DIM_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"), ("south_north", "west_east"),
              ("rlat", "rlon"))
 log = logging.getLogger(__name__)
 LAT_NAMES = ("lat", "latitude", "XLAT")
 LON_NAMES = ("lon", "longitude", "XLONG")
-CF_ATTRIBUTES = ("units", "long_name", "standard_name")
 
 
 def open_xarray(path: str | os.PathLike) -> xr.Dataset:
@@ -98,7 +98,7 @@ def to_datetimes(index) -> list[datetime.datetime]:
 
 def cf_attributes(da: xr.DataArray) -> dict[str, str]:
     """The ``units``, ``long_name`` and ``standard_name`` a variable carries (as strings)."""
-    return {k: str(da.attrs[k]) for k in CF_ATTRIBUTES if str(da.attrs.get(k, "")).strip()}
+    return {k: str(da.attrs[k]) for k in CF_KEYS if str(da.attrs.get(k, "")).strip()}
 
 
 def latlon(ds: xr.Dataset, dims: tuple[str, str]) -> tuple[np.ndarray, np.ndarray] | None:

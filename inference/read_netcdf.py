@@ -163,13 +163,6 @@ def grid_of(ds: xr.Dataset, index: int) -> tuple[np.ndarray, np.ndarray] | None:
     return lat, lon
 
 
-def has_latlon(ds: xr.Dataset) -> bool:
-    """True when the file carries a usable (all finite) lat/lon grid."""
-    if "lat" not in ds.coords or "lon" not in ds.coords:
-        return False
-    return bool(np.isfinite(ds["lat"].values).all() and np.isfinite(ds["lon"].values).all())
-
-
 def sample_keys(ds: xr.Dataset) -> list[tuple]:
     """One key per sample that another file of the same samples shares: the valid time, and
     for per-sample grids the window's first lat/lon, plus a count for repeats."""

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from inference.read_netcdf import sample_dim
+
 
 def score_variables(scores: xr.Dataset) -> list[str]:
     """Output variables in the scores, in order (those with a ``(metric, time)`` table, or
@@ -19,7 +21,7 @@ def score_variables(scores: xr.Dataset) -> list[str]:
 
 
 def _count(scores: xr.Dataset) -> tuple[int, str]:
-    dim = "sample" if "sample" in scores.dims else "time"
+    dim = sample_dim(scores)
     return int(scores.sizes[dim]), dim
 
 

@@ -37,6 +37,21 @@ def batch(missing: bool):
     return img_clean, img_lr, valid
 
 
+def by_hand(loss_fn, net, regression, img_clean, img_lr, valid, seed, patching=None):
+    """Missing pixels set to the regression mean, the plain per-pixel loss, then each sample's
+    (patch's) mean over its valid pixels."""
+    filled = torch.where(valid, img_clean, regression(torch.zeros_like(img_clean), img_lr))
+    torch.manual_seed(seed)
+    kwargs = {}
+    if patching is not None:
+        patching.reset_patch_indices()
+        kwargs["patching"] = patching
+        valid = patching.apply(input=valid.float()) > 0.5
+    per_pixel = loss_fn(net=net, img_clean=filled, img_lr=img_lr, **kwargs)
+    return [per_pixel[i][valid[i]].mean().item() if valid[i].any() else 0.0
+            for i in range(per_pixel.shape[0])]
+
+
 def test_masked_mean():
     values = torch.arange(8.0).reshape(2, 1, 2, 2)
     valid = torch.tensor([[[[1, 0], [0, 1]]], [[[0, 0], [0, 0]]]], dtype=torch.bool)
@@ -73,12 +88,7 @@ def test_diffusion_residual_is_zero_at_missing_pixels_and_they_carry_no_weight()
     torch.manual_seed(5)
     masked = per_sample_loss(loss_fn, net, img_clean, img_lr, masked=True)
     assert loss_fn.y_mean is None  # the hook is cleared after each call
-    # By hand: missing pixels set to the regression mean, the plain per-pixel loss, masked.
-    mean_hr = regression(torch.zeros_like(img_clean), img_lr)
-    filled = torch.where(valid, img_clean, mean_hr)
-    torch.manual_seed(5)
-    per_pixel = loss_fn(net=net, img_clean=filled, img_lr=img_lr)
-    expected = [per_pixel[i][valid[i]].mean().item() for i in range(2)]
+    expected = by_hand(loss_fn, net, regression, img_clean, img_lr, valid, seed=5)
     np.testing.assert_allclose(masked.detach().numpy(), expected, rtol=1e-5)
     masked.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
@@ -94,12 +104,6 @@ def test_patches_take_their_part_of_the_mask():
     patching.reset_patch_indices()
     masked = per_sample_loss(loss_fn, wrapped, img_clean, img_lr, patching, masked=True)
     assert masked.shape == (6,) and torch.isfinite(masked).all()
-    mean_hr = regression(torch.zeros_like(img_clean), img_lr)
-    filled = torch.where(valid, img_clean, mean_hr)
-    torch.manual_seed(7)
-    patching.reset_patch_indices()
-    per_pixel = loss_fn(net=wrapped, img_clean=filled, img_lr=img_lr, patching=patching)
-    patch_valid = patching.apply(input=valid.float()) > 0.5
-    expected = [per_pixel[i][patch_valid[i]].mean().item() if patch_valid[i].any() else 0.0
-                for i in range(6)]
+    expected = by_hand(loss_fn, wrapped, regression, img_clean, img_lr, valid, seed=7,
+                       patching=patching)
     np.testing.assert_allclose(masked.detach().numpy(), expected, rtol=1e-5)

@@ -14,7 +14,7 @@ from inference.read_netcdf import (
     channels,
     complete_times,
     field,
-    has_latlon,
+    grid_of,
     open_generated,
     select_variables,
     weather_channels,
@@ -62,7 +62,7 @@ def test_groups_merge_into_prefixed_variables(generated):
         assert channels(ds, "truth") == ["2t", "10u"]
         assert channels(ds, "input") == ["2t", "tcwv", "elev_mean"]
         assert weather_channels(ds) == ["2t", "tcwv"]
-        assert has_latlon(ds)
+        assert grid_of(ds, 0) is not None
         assert list(complete_times(ds)) == [0, 1, 2]
         assert select_variables(ds, None) == ["2t", "10u"]
 
@@ -77,7 +77,7 @@ def test_reading_is_lazy(generated):
 def test_nan_latlon_is_not_a_grid(tmp_path):
     path = write_synthetic(tmp_path / "g.nc", n_times=1, n_members=2, shape=(4, 4), latlon=False)
     with open_generated(path) as ds:
-        assert not has_latlon(ds)
+        assert grid_of(ds, 0) is None
 
 
 @pytest.mark.parametrize(("kind", "message"), [
