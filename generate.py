@@ -21,15 +21,16 @@ from helpers.entry import quiet_library_warnings, run_guarded
 
 @hydra.main(version_base=None, config_path="conf", config_name="config_generate")
 def main(cfg: DictConfig) -> None:
-    from helpers.cpu_threads import configure_cpu_threads
-    from helpers.distributed import init_distributed
-    from helpers.generation import EnsembleGenerator, run_attributes
     from helpers.generation_config import validate_generation_config
 
     quiet_library_warnings()
 
     def job() -> None:
-        config = validate_generation_config(cfg)
+        config = validate_generation_config(cfg)  # before the slow imports: errors come fast
+        from helpers.cpu_threads import configure_cpu_threads
+        from helpers.distributed import init_distributed
+        from helpers.generation import EnsembleGenerator, run_attributes
+
         dist_manager = init_distributed()
         if dist_manager.rank != 0:
             logging.getLogger().setLevel(logging.WARNING)

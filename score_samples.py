@@ -30,7 +30,7 @@ import logging
 import re
 import sys
 
-from inference.read_netcdf import GeneratedFileError
+from helpers.errors import UsageError, run_cli
 from inference.score_table import format_table, to_json, write_scores
 from inference.scoring import score_file
 
@@ -39,10 +39,6 @@ logger = logging.getLogger("score_samples")
 KEYS = ("path", "output", "n_ensemble", "regression", "variables", "seed", "chunk_times",
         "json", "progress")
 OVERRIDE = re.compile(r"^\+{0,2}(?P<key>[A-Za-z_][\w-]*)=(?P<value>.*)$")
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used."""
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -107,18 +103,17 @@ def _convert(key: str, value: str) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
+
+    def job() -> None:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         scores = score_file(args.path, n_ensemble=args.n_ensemble, variables=args.variables,
                             regression=args.regression, seed=args.seed,
                             chunk_times=args.chunk_times, progress=args.progress)
         if args.output:
             logger.info("wrote %s", write_scores(scores, args.output).resolve())
-    except (GeneratedFileError, UsageError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(to_json(scores) if args.json else format_table(scores))
-    return 0
+        print(to_json(scores) if args.json else format_table(scores))
+
+    return run_cli(job)
 
 
 if __name__ == "__main__":

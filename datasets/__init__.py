@@ -1,7 +1,8 @@
 """CorrDiff datapipes: one reader per data layout behind the `DownscalingDataset` interface."""
 
-from datasets.base import ChannelMetadata, DataError, DownscalingDataset
-from datasets.registry import BUILTIN_DATASETS, DatasetConfigError, build_dataset, dataset_class
+from datasets.base import ChannelMetadata, DownscalingDataset
+from datasets.registry import BUILTIN_DATASETS, build_dataset, dataset_class
+from helpers.errors import DataError, DatasetConfigError
 
 __all__ = [
     "BUILTIN_DATASETS",

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from datasets import transforms
 from datasets.transforms import check_transform as transforms_check
+from helpers.errors import DataError
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -62,7 +63,7 @@ class ChannelNormalizer:
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
         if self.mean.shape != self.std.shape or self.mean.ndim != 1:
-            raise ValueError(
+            raise DataError(
                 f"mean and std must be 1-D and of equal length, got {self.mean.shape} and "
                 f"{self.std.shape}"
             )
@@ -71,10 +72,10 @@ class ChannelNormalizer:
         self.nonnegative = np.asarray(nonnegative if nonnegative is not None else [False] * n,
                                       dtype=bool)
         if len(self.transforms) != n or self.nonnegative.shape != (n,):
-            raise ValueError(f"transforms and nonnegative need one entry per channel ({n})")
+            raise DataError(f"transforms and nonnegative need one entry per channel ({n})")
         bad = np.flatnonzero(~np.isfinite(self.std) | (self.std <= 0))
         if bad.size:
-            raise ValueError(
+            raise DataError(
                 f"standard deviation of channel(s) {bad.tolist()} is not a positive number "
                 f"({self.std[bad].tolist()}); fix the statistics so every std is > 0"
             )
@@ -212,5 +213,3 @@ class ZScoredDataset(DownscalingDataset):
         return self.output_normalizer.denormalize(x)
 
 
-class DataError(ValueError):
-    """Bad or inconsistent input data; the message names the file/variable and the fix."""

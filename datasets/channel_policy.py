@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from datasets.base import DataError
 from datasets.transforms import TRANSFORMS
 from datasets.variable_metadata import is_precipitation
+from helpers.errors import DataError
 
 # The transform a non-negative output gets unless --transform says otherwise (see the README,
 # "Positive variables", for the comparison that chose it).

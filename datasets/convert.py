@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datasets.base import DataError
 from datasets.channel_policy import normalization_plan
 from datasets.hrrrmini import MASK_SUFFIX
 from datasets.hrrrmini_format import HRRRMiniWriter, write_stats
 from datasets.sample_windows import check_multiple, parse_window, split_times, window_positions
 from datasets.variable_metadata import channel_attributes
 from datasets.xarray_pairs import PairedData
+from helpers.errors import DataError, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -335,21 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        convert(args.coarse, args.fine, args.input_variables, args.output_variables, args.out,
-                args.window, args.stride, args.invariant_variables, args.invariant_file,
-                args.valid_fraction, args.valid_start, args.regrid, args.factor,
-                args.coarse_dims, args.fine_dims, progress=not args.no_progress,
-                select=args.select, crop=args.crop, max_missing=args.max_missing,
-                nonnegative=args.nonnegative, transform=args.transform)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        print(f"error: {err.filename or ''}: {err.strerror or err}; check --out and the input "
-              "paths", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(lambda: convert(
+        args.coarse, args.fine, args.input_variables, args.output_variables, args.out,
+        args.window, args.stride, args.invariant_variables, args.invariant_file,
+        args.valid_fraction, args.valid_start, args.regrid, args.factor,
+        args.coarse_dims, args.fine_dims, progress=not args.no_progress,
+        select=args.select, crop=args.crop, max_missing=args.max_missing,
+        nonnegative=args.nonnegative, transform=args.transform))
 
 
 if __name__ == "__main__":

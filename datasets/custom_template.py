@@ -57,17 +57,13 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import (
-    ChannelMetadata,
-    ChannelNormalizer,
-    DataError,
-    ZScoredDataset,
-)
+from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
 from datasets.hrrrmini_format import RunningMoments
 from datasets.interpolation import upsample_bilinear
 from datasets.stats_file import channel_stats, read_stats
 from datasets.variable_metadata import channel_attributes
 from datasets.xarray_pairs import PairedData, check_finite
+from helpers.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,8 @@ import cftime
 import numpy as np
 import zarr
 
-from datasets.base import (
-    ChannelMetadata,
-    ChannelNormalizer,
-    DataError,
-    ZScoredDataset,
-)
+from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
+from helpers.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from datasets.base import DataError
+from helpers.errors import DataError
 
 CROP_CHOICES = ("auto", "none")
 

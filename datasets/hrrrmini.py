@@ -26,15 +26,11 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from datasets.base import (
-    ChannelMetadata,
-    ChannelNormalizer,
-    DataError,
-    ZScoredDataset,
-)
+from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
 from datasets.interpolation import upsample_bilinear
 from datasets.stats_file import ChannelStats, channel_stats, read_stats
 from datasets.variable_metadata import CF_KEYS
+from helpers.errors import DataError
 
 logger = logging.getLogger(__name__)
 

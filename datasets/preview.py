@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from datasets.base import DownscalingDataset
 from datasets.registry import build_dataset
+from helpers.errors import UsageError, run_cli
 
 logger = logging.getLogger("datasets.preview")
 
@@ -92,20 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs/dataset_preview.png"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    def job() -> None:
         config = OmegaConf.merge(
             OmegaConf.load(args.config), OmegaConf.from_dotlist(args.overrides)
         )
         dataset = build_dataset(config)
         print(describe(dataset))
         if not 0 <= args.index < len(dataset):
-            raise ValueError(f"--index {args.index} is outside 0..{len(dataset) - 1}")
+            raise UsageError(f"--index {args.index} is outside 0..{len(dataset) - 1}; choose a "
+                             "sample in that range")
         path = plot_sample(dataset, args.index, args.out)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    logger.info("Wrote sample plot to %s", path.resolve())
-    return 0
+        logger.info("Wrote sample plot to %s", path.resolve())
+
+    return run_cli(job)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets.base import DownscalingDataset
+from helpers.errors import DatasetConfigError
 
 # Imported lazily: each datapipe pulls in its own I/O library.
 BUILTIN_DATASETS: dict[str, str] = {
@@ -23,10 +24,6 @@ BUILTIN_DATASETS: dict[str, str] = {
     "synthetic": "datasets.synthetic:SyntheticDataset",
     "custom_template": "datasets.custom_template:PairedXarrayDataset",
 }
-
-
-class DatasetConfigError(ValueError):
-    """The dataset config names an unknown type, a missing file or class, or a bad option."""
 
 
 def dataset_class(type_name: str) -> type[DownscalingDataset]:

@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets.base import DataError
 from datasets.transforms import TRANSFORMS
 from datasets.variable_metadata import CF_KEYS, channel_attributes, is_precipitation
+from helpers.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ def read_stats(path: str | Path, option: str = "dataset.stats_path") -> dict:
     try:
         stats = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise DataError(f"{str(path)!r} is not valid JSON: {err}") from err
+        raise DataError(f"{str(path)!r} is not valid JSON: {err.msg} at line {err.lineno}, "
+                        f"column {err.colno}; fix that line (or rebuild the file with "
+                        "python -m datasets.convert)") from err
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{str(path)!r} cannot be read: {err}") from err
     if not isinstance(stats, dict):

@@ -42,6 +42,7 @@ import fcntl
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +51,6 @@ import netCDF4
 import numpy as np
 from tqdm import tqdm
 
-from datasets.base import DataError
 from datasets.channel_policy import normalization_plan
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.hrrrmini_format import HRRRMiniWriter, write_stats
@@ -58,6 +58,7 @@ from datasets.synthetic_flow import TerrainFlow
 from datasets.synthetic_surface import SurfaceDiagnostics
 from datasets.synthetic_terrain import Terrain, make_terrain
 from datasets.variable_metadata import describe
+from helpers.errors import DataError, UsageError, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -136,16 +137,22 @@ def generate_synthetic_dataset(
     returns their paths under the keys ``train``, ``valid`` and ``stats``. The size options
     exist so tests can make a tiny version; the defaults are the published dataset."""
     if domain_size % (2 * FLOW_COARSENING) or not window_size <= domain_size:
-        raise ValueError(
+        raise UsageError(
             f"domain_size must be a multiple of {2 * FLOW_COARSENING} and at least window_size; "
             f"got {domain_size} and {window_size}"
         )
     if window_size % coarse_factor:
-        raise ValueError(f"window_size {window_size} is not a multiple of {coarse_factor}")
-    if min(n_train, n_valid, windows_per_time) < 1:
-        raise ValueError("n_train, n_valid and windows_per_time must be positive")
+        raise UsageError(f"window_size {window_size} is not a multiple of {coarse_factor}")
+    for option, value in (("--n-train", n_train), ("--n-valid", n_valid),
+                          ("windows_per_time", windows_per_time)):
+        if value < 1:
+            raise UsageError(f"{option}={value}: the dataset needs at least 1 sample per split; "
+                             "give a positive number")
     started = time.perf_counter()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {str(out_dir)!r} is a file, not a directory; give a directory "
+                         "for train.nc, valid.nc and stats.json")
     paths = {split: out_dir / name for split, name in SPLIT_FILES.items()}
     paths["stats"] = out_dir / STATS_FILE
     terrain_rng, flow_rng, window_rng = (
@@ -310,7 +317,7 @@ class SyntheticDataset(HRRRMiniDataset):
             )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Generate the embedded synthetic CorrDiff dataset (HRRR-Mini layout)."
     )
@@ -323,10 +330,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="validation samples (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    generate_synthetic_dataset(
+    return run_cli(lambda: generate_synthetic_dataset(
         args.out, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, progress=True
-    )
+    ))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

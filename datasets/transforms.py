@@ -13,13 +13,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from helpers.errors import DataError
+
 TRANSFORMS = ("none", "log1p", "sqrt")
 ArrayLike = np.ndarray | torch.Tensor
 
 
 def check_transform(name: str, where: str = "transform") -> str:
     if name not in TRANSFORMS:
-        raise ValueError(f"{where}: unknown transform {name!r}; choose one of {list(TRANSFORMS)}")
+        raise DataError(f"{where}: unknown transform {name!r}; choose one of {list(TRANSFORMS)}")
     return name
 
 

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from datasets.base import DataError
 from datasets.field_selection import (
     FieldSpec,
     ResolvedField,
@@ -47,6 +46,7 @@ from datasets.field_selection import (
 )
 from datasets.grid_alignment import BilinearRegridder, aligned_shape, infer_factor, parse_crop
 from datasets.variable_metadata import CF_KEYS
+from helpers.errors import DataError
 
 DIM_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"), ("south_north", "west_east"),
              ("rlat", "rlon"))

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from helpers.models import CheckpointError
+from helpers.checkpoint_safety import check_mdlus, load_plain_state
+from helpers.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 STATE_PREFIX = "training_state"
@@ -94,18 +95,17 @@ class CheckpointStore:
             logger.info("removed old checkpoint %s", old.model_path.name)
 
     def load_state(self, checkpoint: Checkpoint) -> dict[str, Any]:
-        """The saved training state (optimizer, samples seen, RNG states, ...)."""
-        try:
-            state = torch.load(checkpoint.state_path, map_location="cpu", weights_only=False)
-        except Exception as err:
+        """The saved training state (optimizer, samples seen, RNG states, ...): plain data and
+        tensors only, loaded without running any code from the file."""
+        state = load_plain_state(checkpoint.state_path, "training state")
+        if not isinstance(state, dict) or "samples" not in state:
             raise CheckpointError(
-                f"training state {str(checkpoint.state_path)!r} is corrupt "
-                f"({type(err).__name__}: {err}); delete it and its .mdlus to resume from the "
-                "previous checkpoint"
-            ) from err
+                f"training state {str(checkpoint.state_path)!r} is not one written by train.py; "
+                "delete it and its .mdlus to resume from the previous checkpoint")
         return state
 
     def load_weights(self, checkpoint: Checkpoint, model: torch.nn.Module) -> None:
+        check_mdlus(checkpoint.model_path, "model checkpoint")
         try:
             model.load(str(checkpoint.model_path), map_location="cpu")
         except Exception as err:

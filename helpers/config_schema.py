@@ -11,9 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-
-class ConfigError(ValueError):
-    """The config is invalid; the message names the field and what to set."""
+from helpers.errors import ConfigError
 
 
 class StrictModel(BaseModel):

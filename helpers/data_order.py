@@ -45,6 +45,12 @@ class GlobalBatchSampler(Sampler[int]):
             out[mask] = self._permutation(int(epoch))[positions[mask] % self.num_samples]
         return out
 
+    def positions(self, step_start: int, round_index: int) -> list[int]:
+        """Stream positions of the samples this rank reads in ``round_index`` of the step that
+        starts at stream position ``step_start``: a key that names a sample globally."""
+        first = step_start + (round_index * self.world_size + self.rank) * self.batch_size_per_gpu
+        return list(range(first, first + self.batch_size_per_gpu))
+
     def __iter__(self) -> Iterator[int]:
         position = self.start_sample
         b = self.batch_size_per_gpu

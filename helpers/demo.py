@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.errors import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 DIFFUSION_CONFIG = "config_training_synthetic_diffusion"
 
@@ -218,4 +220,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

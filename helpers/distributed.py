@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from helpers.config_schema import ConfigError
+from helpers.errors import ConfigError
 
 
 def _allow_cpu_process_groups() -> None:

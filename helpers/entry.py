@@ -1,10 +1,12 @@
-"""Turning expected failures into one clear line and a non-zero exit at the entry points."""
+"""What the Hydra entry points (train.py, generate.py) share: quiet warnings, one-line errors."""
 
 from __future__ import annotations
 
 import logging
 import warnings
 from collections.abc import Callable
+
+from helpers.errors import run_cli
 
 logger = logging.getLogger("corrdiff")
 
@@ -22,23 +24,6 @@ def quiet_library_warnings() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """Errors that describe a user-fixable problem: no traceback needed."""
-    from datasets.base import DataError
-    from datasets.registry import DatasetConfigError
-    from helpers.config_schema import ConfigError
-    from helpers.models import CheckpointError
-    from helpers.training_loop import TrainingDiverged
-
-    return (DataError, DatasetConfigError, ConfigError, CheckpointError, TrainingDiverged,
-            FileNotFoundError)
-
-
-def run_guarded(job: Callable[[], object]) -> int:
-    """Run ``job``; log an expected error as ``error: <message>`` and return 1, else 0."""
-    try:
-        job()
-    except expected_errors() as err:
-        logger.error("error: %s", err)
-        return 1
-    return 0
+def run_guarded(job: Callable[[], None]) -> int:
+    """`run_cli` reporting through the run's logger, so the line also reaches its log file."""
+    return run_cli(job, report=logger.error)

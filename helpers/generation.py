@@ -24,11 +24,10 @@ import torch
 from tqdm import tqdm
 
 from datasets.registry import build_dataset
-from helpers.config_schema import ConfigError
 from helpers.distributed import broadcast_object, gather_to_rank0, is_multi_process
+from helpers.errors import CheckpointError, ConfigError
 from helpers.generation_config import GenerationConfig
 from helpers.models import (
-    CheckpointError,
     check_patch_shape,
     embedding_channels,
     load_module,
@@ -36,6 +35,7 @@ from helpers.models import (
     resolve_checkpoint,
 )
 from helpers.netcdf_writer import EnsembleWriter
+from helpers.output_paths import check_output_file
 from helpers.precision import amp_dtype, autocast
 from helpers.time_selection import select_time_indices
 
@@ -56,6 +56,8 @@ class EnsembleGenerator:
         gen = self.gen = config.generation
         self.device = dist_manager.device
         self.rank, self.world_size = dist_manager.rank, dist_manager.world_size
+        if self.rank == 0:  # before any work: the file must be writable where it is asked for
+            check_output_file(gen.io.output_filename, "generation.io.output_filename")
         self.dataset = build_dataset(config.dataset)
         self.indices = select_time_indices(self.dataset.time(), gen.times, gen.times_range)
         if not self.indices:
@@ -139,8 +141,11 @@ class EnsembleGenerator:
         path = resolve_checkpoint(self.gen.io.res_ckpt_filename, option)
         where = f"diffusion checkpoint {str(path)!r}"
         if not hasattr(net, "sigma_data") or not hasattr(net, "img_in_channels"):
-            raise CheckpointError(f"{where} holds a {type(net).__name__}, not an EDM diffusion "
-                                  "model; check generation.io.res_ckpt_filename")
+            kind = "the regression UNet" if hasattr(net, "img_out_channels") else "a model"
+            raise CheckpointError(
+                f"{where} holds {kind} ({type(net).__name__}), not an EDM diffusion model; "
+                "point generation.io.res_ckpt_filename at the diffusion run's checkpoints "
+                "(checkpoints_diffusion or checkpoints_patched_diffusion)")
         resolution = net.img_resolution
         shape = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
         if shape != self.image_shape:

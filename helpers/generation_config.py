@@ -6,12 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from helpers.config_schema import (
-    ConfigError,
-    StrictModel,
-    describe_validation_error,
-    plain_config,
-)
+from helpers.config_schema import StrictModel, describe_validation_error, plain_config
+from helpers.errors import ConfigError
 
 
 class SamplerConfig(StrictModel):

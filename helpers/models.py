@@ -14,14 +14,11 @@ from typing import Any
 
 import torch
 
-from helpers.config_schema import ConfigError, ModelConfig
+from helpers.config_schema import ModelConfig
+from helpers.errors import CheckpointError, ConfigError
 
 SONG_UNETS = {"SongUNet", "SongUNetPosEmbd", "SongUNetPosLtEmbd"}
 POSITIONAL_UNETS = {"SongUNetPosEmbd", "SongUNetPosLtEmbd"}
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, corrupt or does not fit the run; the message names it."""
 
 
 def embedding_channels(model_args: dict[str, Any]) -> int:
@@ -44,17 +41,19 @@ def conditioning_channels(model: ModelConfig, n_input: int, n_output: int) -> in
 
 def check_spatial_size(shape: Sequence[int], model_args: dict[str, Any], what: str,
                        fix: str = "") -> None:
-    """The UNet halves the grid ``len(channel_mult) - 1`` times: each side must be a multiple of
-    ``2**(levels - 1)`` or a smaller power of two. ``fix`` ends the message with the remedy."""
+    """The UNet halves the grid ``len(channel_mult) - 1`` times, so each side must be a
+    multiple of ``2**(levels - 1)`` (a smaller side, even a power of two, fails inside it).
+    ``fix`` ends the message with the remedy."""
     levels = len(model_args.get("channel_mult", [1, 2, 2, 2, 2]))
     multiple = 2 ** (levels - 1)
     for side in shape:
-        power_of_two = side > 0 and side & (side - 1) == 0
-        if not (side % multiple == 0 or (power_of_two and side < multiple)):
+        if side <= 0 or side % multiple:
+            smaller = side - side % multiple
+            choices = (f"e.g. {smaller} or {smaller + multiple}" if smaller else
+                       f"e.g. {multiple}, or fewer levels in model.model_args.channel_mult")
             raise ConfigError(
                 f"{what} {tuple(shape)} is not supported by a UNet with {levels} levels "
-                f"(channel_mult): each side must be a multiple of {multiple}; e.g. "
-                f"{max(multiple, side - side % multiple)} or {side + multiple - side % multiple}"
+                f"(channel_mult): each side must be a multiple of {multiple}; {choices}"
                 + (f"; {fix.format(multiple=multiple)}" if fix else "")
             )
 
@@ -127,7 +126,10 @@ def load_module(path: str | Path, what: str) -> torch.nn.Module:
     """Load any physicsnemo module from a ``.mdlus`` file, with a clear error if it is not one."""
     import physicsnemo
 
+    from helpers.checkpoint_safety import check_mdlus
+
     path = resolve_checkpoint(path, what)
+    check_mdlus(path, what)
     try:
         return physicsnemo.Module.from_checkpoint(str(path))
     except Exception as err:  # corrupt zip, wrong format, unknown class, ...
@@ -144,6 +146,10 @@ def load_regression_network(path: str | Path, image_shape: Sequence[int], n_inpu
     """The trained regression UNet, frozen, after checking it fits the dataset."""
     net = load_module(path, option)
     where = f"regression checkpoint {str(resolve_checkpoint(path, option))!r}"
+    if hasattr(net, "sigma_data"):
+        raise CheckpointError(
+            f"{where} holds a diffusion model ({type(net).__name__}), not the regression UNet; "
+            f"point {option} at the regression run's checkpoints (checkpoints_regression)")
     if not hasattr(net, "img_out_channels") or not hasattr(net, "img_in_channels"):
         raise CheckpointError(f"{where} holds a {type(net).__name__}, not a regression UNet")
     n_embedding = int(getattr(getattr(net, "model", None), "N_grid_channels", 0) or 0)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.config_schema import ConfigError
+from helpers.errors import ConfigError
 
 
 def parse_time(text: Any, option: str) -> datetime.datetime:

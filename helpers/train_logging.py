@@ -32,25 +32,29 @@ class TrainingReporter:
         self._since_samples = samples
         self._since_time = time.perf_counter()
         self._losses: list[float] = []
+        self._grad_norms: list[float] = []
 
-    def step(self, samples: int, loss: float, lr: float) -> None:
+    def step(self, samples: int, loss: float, lr: float, grad_norm: float) -> None:
         self._losses.append(loss)
+        self._grad_norms.append(grad_norm)
         if self.bar is not None:
             self.bar.update(samples - self.bar.n)
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
 
     def report(self, samples: int, lr: float) -> None:
-        """Mean loss and throughput since the last report."""
+        """Mean loss, gradient norm (before clipping) and throughput since the last report."""
         if not self._losses:
             return
         elapsed = max(time.perf_counter() - self._since_time, 1e-9)
         rate = (samples - self._since_samples) / elapsed
         loss = sum(self._losses) / len(self._losses)
+        grad_norm = sum(self._grad_norms) / len(self._grad_norms)
         if self.enabled:
             eta = datetime.timedelta(seconds=round((self.total - samples) / max(rate, 1e-9)))
-            logger.info("samples %d/%d  loss %.5f  lr %.3g  %.1f samples/s  ETA %s",
-                        samples, self.total, loss, lr, rate, eta)
+            logger.info("samples %d/%d  loss %.5f  grad norm %.3g  lr %.3g  %.1f samples/s  "
+                        "ETA %s", samples, self.total, loss, grad_norm, lr, rate, eta)
             self.writer.add_scalar("training/loss", loss, samples)
+            self.writer.add_scalar("training/grad_norm", grad_norm, samples)
             self.writer.add_scalar("training/learning_rate", lr, samples)
             self.writer.add_scalar("training/samples_per_second", rate, samples)
             self.writer.flush()

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from datasets.registry import build_dataset
 from helpers.checkpoints import CheckpointStore
-from helpers.config_schema import ConfigError, TrainingConfig
+from helpers.config_schema import TrainingConfig
 from helpers.data_order import GlobalBatchSampler
 from helpers.distributed import (
     all_gather_objects,
@@ -28,23 +28,28 @@ from helpers.distributed import (
     broadcast_object,
     is_multi_process,
 )
+from helpers.errors import CheckpointError, TrainingDiverged
+from helpers.keyed_noise import (
+    TRAIN_NOISE,
+    TRAIN_PATCHES,
+    VALID_NOISE,
+    VALID_PATCHES,
+    KeyedResidualLoss,
+    keyed_generator,
+)
 from helpers.lr_schedule import learning_rate
 from helpers.masked_loss import per_sample_loss
 from helpers.models import (
-    CheckpointError,
     PatchEmbeddingOrder,
     build_network,
     check_patch_shape,
     load_regression_network,
 )
+from helpers.output_paths import ensure_writable_directory
 from helpers.precision import amp_dtype, autocast
 from helpers.train_logging import TrainingReporter
 
 logger = logging.getLogger("train")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradients stayed non-finite for too many steps in a row."""
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
@@ -120,21 +125,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ set-up
     def _check_writable(self) -> None:
-        if self.rank != 0:
-            return
-        probe = self.run_dir / ".write_test"
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as err:
-            raise ConfigError(
-                f"training.io.checkpoint_dir={str(self.run_dir)!r} is not writable "
-                f"({err.strerror or err}); choose another with ++training.io.checkpoint_dir=<dir>"
-            ) from err
+        if self.rank == 0:
+            ensure_writable_directory(self.run_dir, "training.io.checkpoint_dir")
 
     def _build_loss(self, n_in: int, n_out: int):
-        from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
+        from physicsnemo.diffusion.metrics import RegressionLoss
 
         model = self.config.model
         if model.name == "regression":
@@ -152,13 +147,14 @@ class Trainer:
                               "training.hp.patch_shape_y/x")
             patching = RandomPatching2D(img_shape=self.image_shape, patch_shape=patch_shape,
                                         patch_num=self.patch_num).to(self.device)
-        loss = ResidualLoss(regression_net=regression, P_mean=model.P_mean, P_std=model.P_std,
-                            sigma_data=model.sigma_data,
-                            hr_mean_conditioning=model.hr_mean_conditioning)
+        loss = KeyedResidualLoss(regression_net=regression, P_mean=model.P_mean,
+                                 P_std=model.P_std, sigma_data=model.sigma_data,
+                                 hr_mean_conditioning=model.hr_mean_conditioning,
+                                 seed=self.io.seed)
         return loss, patching
 
     def _train_loader(self) -> DataLoader:
-        sampler = GlobalBatchSampler(
+        self.sampler = sampler = GlobalBatchSampler(
             len(self.dataset), self.hp.total_batch_size, self.batch_size_per_gpu,
             self.world_size, self.rank, self.io.seed, start_sample=self.samples,
         )
@@ -213,7 +209,7 @@ class Trainer:
                 "rng": rng,
                 "nonfinite_streak": self.nonfinite_streak,
                 "fingerprint": self.fingerprint,
-                "config": self.config.model_dump(),
+                "config": self.config.model_dump(mode="json"),
             }
             checkpoint = self.store.save(self.net, state, self.samples)
             logger.info("saved checkpoint %s", checkpoint.model_path)
@@ -230,9 +226,15 @@ class Trainer:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         return tensor
 
-    def _per_sample_loss(self, img_clean: torch.Tensor, img_lr: torch.Tensor) -> torch.Tensor:
+    def _per_sample_loss(self, img_clean: torch.Tensor, img_lr: torch.Tensor,
+                         sample_keys: list[int], patch_key: tuple[int, int]) -> torch.Tensor:
+        """Per-sample losses; the noise of each sample comes from ``sample_keys`` and the patch
+        positions from ``patch_key`` (see `helpers.keyed_noise`)."""
         if self.patching is not None:
-            self.patching.reset_patch_indices()
+            self.patching.reset_patch_indices(
+                generator=keyed_generator(self.device, self.io.seed, *patch_key))
+        if hasattr(self.loss_fn, "sample_keys"):
+            self.loss_fn.sample_keys = sample_keys
         with self._autocast():
             return per_sample_loss(self.loss_fn, self.loss_net, img_clean, img_lr,
                                    self.patching, self.masked_targets)
@@ -253,7 +255,9 @@ class Trainer:
             sync = self.ddp.no_sync() if self.ddp is not None and not last else (
                 contextlib.nullcontext())
             with sync:
-                loss = self._per_sample_loss(img_clean, img_lr).sum() * weight
+                loss = self._per_sample_loss(
+                    img_clean, img_lr, self.sampler.positions(self.samples, round_index),
+                    (TRAIN_PATCHES, self.samples)).sum() * weight
                 self.scaler.scale(loss).backward()
             local_loss += loss.detach()
         self.scaler.unscale_(self.optimizer)
@@ -276,6 +280,7 @@ class Trainer:
         self.scaler.update()
         self.samples += self.hp.total_batch_size
         self.lr = lr
+        self.grad_norm = grad_norm
         return loss_value
 
     def _skip_step(self, loss_value: float, grad_norm: float) -> None:
@@ -302,13 +307,23 @@ class Trainer:
         totals = torch.zeros(2, device=self.device)
         self.net.eval()
         devices = [self.device] if self.device.type == "cuda" else []
+        keyed = isinstance(self.loss_fn, KeyedResidualLoss)
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.io.seed)
-            for img_clean, img_lr in loader:
-                per_sample = self._per_sample_loss(self._to_device(img_clean),
-                                                   self._to_device(img_lr))
-                totals += torch.stack([per_sample.sum(), torch.tensor(
-                    float(per_sample.numel()), device=self.device)])
+            if keyed:
+                self.loss_fn.key_space = VALID_NOISE
+            try:
+                for first, (img_clean, img_lr) in zip(range(0, len(mine), per_rank), loader,
+                                                      strict=True):
+                    keys = mine[first:first + per_rank]
+                    per_sample = self._per_sample_loss(self._to_device(img_clean),
+                                                       self._to_device(img_lr), keys,
+                                                       (VALID_PATCHES, keys[0]))
+                    totals += torch.stack([per_sample.sum(), torch.tensor(
+                        float(per_sample.numel()), device=self.device)])
+            finally:
+                if keyed:
+                    self.loss_fn.key_space = TRAIN_NOISE
         self.net.train()
         totals = all_reduce_mean(totals)
         return float(totals[0] / totals[1].clamp(min=1))
@@ -332,7 +347,7 @@ class Trainer:
             while self.samples < duration:
                 before = self.samples
                 loss = self.train_step()
-                reporter.step(self.samples, loss, self.lr)
+                reporter.step(self.samples, loss, self.lr, self.grad_norm)
                 done = self.samples >= duration
                 if _crossed(before, self.samples, io.print_progress_freq) or done:
                     reporter.report(self.samples, self.lr)

@@ -16,16 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.errors import GeneratedFileError, UsageError, run_cli
 from inference.plotting import color_limits, draw_map, map_grid, pyplot, save_png, time_label
 from inference.plotting import units_label as label_of
-from inference.read_netcdf import (
-    GeneratedFileError,
-    channels,
-    field,
-    open_generated,
-    sample_dim,
-    select_variables,
-)
+from inference.read_netcdf import channels, field, open_generated, sample_dim, select_variables
 
 logger = logging.getLogger("inference.plot_multiple_samples")
 
@@ -96,14 +90,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated (default all)")
     parser.add_argument("--members", type=int, default=2)
     args = parser.parse_args(argv)
-    try:
-        times = [int(t) for t in args.times.split(",")] if args.times else None
+    def job() -> None:
+        try:
+            times = [int(t) for t in args.times.split(",")] if args.times else None
+        except ValueError:
+            raise UsageError(f"--times {args.times!r}: give comma-separated time indices, "
+                             "e.g. --times 0,3,7") from None
         plot_multiple_samples(args.path, args.out, times, args.n_times,
                               args.variables.split(",") if args.variables else None, args.members)
-    except (GeneratedFileError, OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_cli(job)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.errors import GeneratedFileError, run_cli
 from inference.plotting import color_limits, draw_map, map_grid, pyplot, save_png, time_label
 from inference.plotting import units_label as label_of
-from inference.read_netcdf import (
-    GeneratedFileError,
-    channels,
-    field,
-    open_generated,
-    sample_dim,
-    select_variables,
-)
+from inference.read_netcdf import channels, field, open_generated, sample_dim, select_variables
 
 logger = logging.getLogger("inference.plot_single_sample")
 
@@ -91,13 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variables", "--variable", dest="variables",
                         help="comma-separated (default all)")
     args = parser.parse_args(argv)
-    try:
-        plot_single_sample(args.path, args.time_index, args.out, args.members,
-                           args.variables.split(",") if args.variables else None)
-    except (GeneratedFileError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(lambda: plot_single_sample(
+        args.path, args.time_index, args.out, args.members,
+        args.variables.split(",") if args.variables else None))
 
 
 if __name__ == "__main__":

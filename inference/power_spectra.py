@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.errors import run_cli
+
 logger = logging.getLogger("inference.power_spectra")
 
 
@@ -134,15 +136,11 @@ def decorrelation_distance(lags: np.ndarray, acf: np.ndarray, threshold: float =
 def recommend_patch_size(distance_px: float, multiple: int = 16, domain: int | None = None
                          ) -> int:
     """Smallest patch the UNet takes that covers ``distance_px``: a multiple of ``multiple``
-    (2**(levels-1); 16 for 5 levels) or a power of two below it; capped at ``domain``."""
+    (2**(levels-1); 16 for 5 levels), capped at ``domain``."""
     if domain is not None and not distance_px <= domain:
         return domain
     if not math.isfinite(distance_px):
         raise ValueError("an infinite decorrelation distance needs a domain size to cap it")
-    small = [2**k for k in range(int(math.log2(multiple)) + 1) if 2**k < multiple]
-    for size in small:
-        if size >= distance_px:
-            return size
     size = max(1, math.ceil(distance_px / multiple)) * multiple
     return size if domain is None else min(size, domain)
 
@@ -262,26 +260,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detrend", choices=("none", "mean", "linear"), default="linear")
     parser.add_argument("--variables", help="comma-separated (default all output variables)")
     args = parser.parse_args(argv)
-    from inference.read_netcdf import GeneratedFileError
+    return run_cli(lambda: print_report(args))
 
-    try:
-        report = analyse(args.path, args.out_dir, args.grid_spacing_km, args.multiple,
-                         args.threshold, args.detrend,
-                         args.variables.split(",") if args.variables else None)
-    except (GeneratedFileError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+
+def print_report(args: argparse.Namespace) -> None:
+    report = analyse(args.path, args.out_dir, args.grid_spacing_km, args.multiple,
+                     args.threshold, args.detrend,
+                     args.variables.split(",") if args.variables else None)
     print(f"decorrelation distance (ACF below {args.threshold:.3g}), km:")
     for var, dist in report["distance_km"].items():
         print(f"  {var}: x {dist['x']:.1f}, y {dist['y']:.1f}")
     px = report["distance_px"]
     print(f"largest: x {px['x']:.1f} px, y {px['y']:.1f} px at {args.grid_spacing_km:g} km")
     print(f"recommended: patch_shape_x={report['patch_shape_x']} "
-          f"patch_shape_y={report['patch_shape_y']} (multiples of {args.multiple} or smaller "
-          f"powers of two; domain {report['domain'][1]}x{report['domain'][0]})")
+          f"patch_shape_y={report['patch_shape_y']} (multiples of {args.multiple}; "
+          f"domain {report['domain'][1]}x{report['domain'][0]})")
     if (report["patch_shape_y"], report["patch_shape_x"]) == report["domain"]:
         print("the correlated structures span the domain: train without patching")
-    return 0
 
 
 if __name__ == "__main__":

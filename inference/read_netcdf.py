@@ -28,12 +28,10 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+from helpers.errors import GeneratedFileError
+
 GROUPS = ("input", "truth", "prediction")
 SAMPLE_DIMS = ("time", "sample")
-
-
-class GeneratedFileError(ValueError):
-    """The file is missing or is not a complete generation output (message says which)."""
 
 
 def open_generated(

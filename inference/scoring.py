@@ -16,9 +16,9 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
+from helpers.errors import GeneratedFileError
 from inference import metrics
 from inference.read_netcdf import (
-    GeneratedFileError,
     channels,
     complete_times,
     field,
@@ -71,6 +71,10 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress) -
     n = size if n_ensemble is None else int(n_ensemble)
     if not 1 <= n <= size:
         raise GeneratedFileError(f"n_ensemble={n} is out of range: {source} has {size} member(s)")
+    if n == 1:
+        logger.warning("%s: scoring 1 member: crps equals the MAE and spread, spread_skill and "
+                       "the rank histogram say nothing; probabilistic scores need at least 2 "
+                       "members (generation.num_ensembles)", source)
     dim = sample_dim(ds)
     times = complete_times(ds)
     if len(times) == 0:

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from datasets.base import DataError
 from datasets.convert import convert, split_times
 from datasets.interpolation import upsample_bilinear
+from helpers.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 F, HF, WF = 8, 32, 48

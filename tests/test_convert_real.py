@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from datasets.base import DataError
 from datasets.convert import convert
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.preview import describe, plot_sample
+from helpers.errors import DataError
 from tests.conftest import ROOT
 from tests.real_like_fixtures import flattened_levels, national_land_grid, radar_precipitation
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 import zarr
 
-from datasets.base import ChannelMetadata, DataError
+from datasets.base import ChannelMetadata
 from datasets.cwb import DEFAULT_IN_CHANNELS, CWADataset
 from datasets.registry import build_dataset
+from helpers.errors import DataError
 from tests.cwa_fixture import (
     CWB_CHANNELS,
     INVALID_CWB_TIME,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from datasets.base import DataError
 from datasets.field_selection import FieldSpec, parse_fields, parse_selection
+from helpers.errors import DataError
 
 
 def test_parse_fields_with_renames_and_levels():

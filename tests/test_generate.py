@@ -10,11 +10,11 @@ import pytest
 import xarray as xr
 
 from datasets.registry import build_dataset
-from helpers.config_schema import ConfigError, validate_training_config
+from helpers.config_schema import validate_training_config
 from helpers.distributed import init_distributed
+from helpers.errors import CheckpointError, ConfigError
 from helpers.generation import EnsembleGenerator
 from helpers.generation_config import validate_generation_config
-from helpers.models import CheckpointError
 from helpers.training_loop import Trainer
 from tests.generation_fixtures import generation_config, train_tiny_models
 from tests.training_fixtures import TINY_ARCH, tiny_config
@@ -221,6 +221,17 @@ def test_missing_checkpoint_says_which_training_to_run(data_dir, checkpoints, tm
     config["generation"]["io"]["res_ckpt_filename"] = str(tmp_path / "nothing")
     with pytest.raises(CheckpointError, match=r"res_ckpt_filename=.*nothing' has no diffusion "
                                               r"checkpoint.*config_training_synthetic_diffusion"):
+        generate(config)
+
+
+def test_output_is_checked_before_checkpoints_and_data(data_dir, tmp_path):
+    """Called from Python (no Hydra callback): the output path is still checked first."""
+    (tmp_path / "taken").mkdir()
+    config = generation_config(data_dir, {"regression": str(tmp_path / "none.mdlus"),
+                                          "diffusion": str(tmp_path / "none.mdlus")},
+                               tmp_path / "taken")
+    config["dataset"]["data_path"] = str(tmp_path / "missing.nc")
+    with pytest.raises(ConfigError, match=r"output_filename=.*taken' is an existing directory"):
         generate(config)
 
 

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 from hydra import compose, initialize_config_dir
 
-from helpers.config_schema import ConfigError
+from helpers.errors import ConfigError
 from helpers.generation_config import validate_generation_config
 from tests.conftest import ROOT
 from tests.generation_fixtures import train_tiny_models
@@ -76,8 +76,8 @@ def documented_command(data_dir, checkpoints, output) -> list[str]:
             f"++generation.io.output_filename={output}",
             f"++dataset.data_path={data_dir / 'valid.nc'}",
             f"++dataset.stats_path={data_dir / 'stats.json'}",
-            "++dataset.output_variables=[10u,2t]", "++generation.num_ensembles=3",
-            "++generation.sampler.num_steps=3"]
+            "++dataset.output_variables=[10u,2t]", "++generation.num_ensembles=5",
+            "++generation.seed_batch_size=2", "++generation.sampler.num_steps=3"]
 
 
 def test_documented_command_and_two_processes_agree(setup, tmp_path):
@@ -88,10 +88,15 @@ def test_documented_command_and_two_processes_agree(setup, tmp_path):
               launcher=[sys.executable, "-m", "torch.distributed.run", "--standalone",
                         "--nproc_per_node=2"])
     assert two.returncode == 0, two.stderr[-3000:]
+    # Seed batches [0, 1], [2, 3], [4]: rank 0 samples members 0, 1 and 4, rank 1 members 2
+    # and 3, so a member rank 1 got wrong (or never sent) shows up below.
     with xr.open_dataset(tmp_path / "one.nc", group="prediction") as a, xr.open_dataset(
             tmp_path / "two.nc", group="prediction") as b:
-        assert a.sizes["ensemble"] == 3
-        np.testing.assert_allclose(a["2t"].values, b["2t"].values, rtol=1e-5, atol=1e-4)
+        assert a.sizes["ensemble"] == 5
+        values = a["2t"].values
+        assert np.isfinite(values).all()
+        assert len({member.tobytes() for member in values}) == 5  # five different members
+        np.testing.assert_allclose(values, b["2t"].values, rtol=1e-5, atol=1e-4)
 
 
 def test_missing_checkpoints_one_line_error(tmp_path):

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.base import ChannelMetadata, DataError
+from datasets.base import ChannelMetadata
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.interpolation import upsample_bilinear
+from helpers.errors import DataError
 from tests.conftest import write_hrrr_mini
 
 

@@ -9,8 +9,8 @@ import netCDF4
 import numpy as np
 import pytest
 
+from helpers.errors import GeneratedFileError
 from inference.read_netcdf import (
-    GeneratedFileError,
     channels,
     complete_times,
     field,

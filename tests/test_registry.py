@@ -4,7 +4,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from datasets.hrrrmini import HRRRMiniDataset
-from datasets.registry import DatasetConfigError, build_dataset, dataset_class
+from datasets.registry import build_dataset, dataset_class
+from helpers.errors import DatasetConfigError
 from tests.conftest import ROOT
 
 

@@ -4,6 +4,7 @@ forms, the output layout, and one-line errors."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 import xarray as xr
 
 import score_samples
-from inference.read_netcdf import GeneratedFileError, open_generated
+from helpers.errors import GeneratedFileError
+from inference.read_netcdf import open_generated
 from inference.scoring import score_file
 from inference.synthetic import write_synthetic
 from tests.test_read_netcdf import write_broken
@@ -208,3 +210,15 @@ def test_cli_error_has_no_traceback(tmp_path):
     done = run_cli(f"path={tmp_path / 'nothing.nc'}", f"output={tmp_path / 's.nc'}")
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {tmp_path / 'nothing.nc'}: no such file"
+
+
+def test_one_member_warns_that_probabilistic_scores_need_two(files, caplog):
+    with caplog.at_level(logging.WARNING):
+        scores = score_file(files["ens"], n_ensemble=1, progress=False)
+    assert "probabilistic scores need at least 2 members" in caplog.text
+    crps, mae = (scores["2t"].sel(metric=m).values for m in ("crps", "mae"))
+    np.testing.assert_allclose(crps, mae, rtol=1e-6)  # what the warning is about
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        score_file(files["ens"], n_ensemble=2, progress=False)
+    assert "at least 2 members" not in caplog.text

@@ -12,7 +12,6 @@ import pytest
 from scipy import stats
 
 import datasets.synthetic as synthetic
-from datasets.base import DataError
 from datasets.interpolation import upsample_bilinear
 from datasets.registry import build_dataset
 from datasets.synthetic import (
@@ -23,6 +22,7 @@ from datasets.synthetic import (
     generate_synthetic_dataset,
 )
 from datasets.synthetic_terrain import LambertConformal
+from helpers.errors import DataError
 
 # Tiny: seconds-scale runs for layout and bookkeeping tests.
 TINY = dict(

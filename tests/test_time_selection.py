@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from helpers.config_schema import ConfigError
+from helpers.errors import ConfigError
 from helpers.time_selection import select_time_indices
 
 T0 = datetime.datetime(2022, 6, 1)

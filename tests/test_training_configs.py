@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from helpers.config_schema import ConfigError, validate_training_config
+from helpers.config_schema import validate_training_config
+from helpers.errors import ConfigError
 from tests.conftest import ROOT
 
 MANDATORY = [

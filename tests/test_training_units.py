@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from helpers.config_schema import ConfigError
 from helpers.data_order import GlobalBatchSampler
 from helpers.distributed import batch_layout
+from helpers.errors import ConfigError
 from helpers.lr_schedule import learning_rate
 
 

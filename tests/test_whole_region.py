@@ -11,8 +11,9 @@ import pytest
 import xarray as xr
 
 from datasets.convert import convert
-from helpers.config_schema import ConfigError, ModelConfig, validate_training_config
+from helpers.config_schema import ModelConfig, validate_training_config
 from helpers.distributed import init_distributed
+from helpers.errors import ConfigError
 from helpers.generation import EnsembleGenerator
 from helpers.generation_config import validate_generation_config
 from helpers.models import build_network
