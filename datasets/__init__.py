@@ -1,15 +1,28 @@
-"""CorrDiff datapipes: one reader per data layout behind the `DownscalingDataset` interface."""
+"""CorrDiff datapipes: one reader per data layout behind the `DownscalingDataset` interface.
 
-from datasets.base import ChannelMetadata, DownscalingDataset
-from datasets.registry import BUILTIN_DATASETS, build_dataset, dataset_class
-from helpers.errors import DataError, DatasetConfigError
+The names below load on first use, so importing one torch-free submodule
+(``datasets.variable_metadata``, ``datasets.stats_file``) does not import torch.
+"""
 
-__all__ = [
-    "BUILTIN_DATASETS",
-    "ChannelMetadata",
-    "DataError",
-    "DatasetConfigError",
-    "DownscalingDataset",
-    "build_dataset",
-    "dataset_class",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BUILTIN_DATASETS": "datasets.registry",
+    "ChannelMetadata": "datasets.base",
+    "DataError": "helpers.errors",
+    "DatasetConfigError": "helpers.errors",
+    "DownscalingDataset": "datasets.base",
+    "build_dataset": "datasets.registry",
+    "dataset_class": "datasets.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'datasets' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,35 +17,10 @@ from torch.utils.data import Dataset
 
 from datasets import transforms
 from datasets.transforms import check_transform as transforms_check
+from datasets.variable_metadata import ChannelMetadata
 from helpers.errors import DataError
 
 ArrayLike = np.ndarray | torch.Tensor
-
-
-@dataclass(frozen=True)
-class ChannelMetadata:
-    """One channel of a sample: a variable name, an optional vertical level, whether it is an
-    auxiliary field appended to the input rather than a weather field (static orography, a
-    validity mask), and the CF attributes the data carry (``""`` when unknown). The attributes
-    describe the channel but do not take part in comparisons."""
-
-    name: str
-    level: str = ""
-    auxiliary: bool = False
-    units: str = field(default="", compare=False)
-    long_name: str = field(default="", compare=False)
-    standard_name: str = field(default="", compare=False)
-
-    @property
-    def label(self) -> str:
-        """Name used for this channel in output files, e.g. ``temperature850`` or ``2t``."""
-        return f"{self.name}{self.level}"
-
-    @property
-    def attributes(self) -> dict[str, str]:
-        """The CF attributes that are known, for writing into files."""
-        return {k: v for k, v in (("units", self.units), ("long_name", self.long_name),
-                                  ("standard_name", self.standard_name)) if v}
 
 
 class ChannelNormalizer:

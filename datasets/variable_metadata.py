@@ -1,4 +1,5 @@
-"""CF attributes (``units``, ``long_name``, ``standard_name``) for channels of our datasets.
+"""What a channel is: `ChannelMetadata` and its CF attributes (``units``, ``long_name``,
+``standard_name``). Torch-free, so the generated-file format and the analysis tools use it too.
 
 Generated files should say what each variable is without the reader knowing the dataset. Only
 names whose units are certain are listed; anything else gets a plain ``long_name`` and no units,
@@ -8,6 +9,7 @@ because a wrong unit is worse than a missing one.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 CF_KEYS = ("units", "long_name", "standard_name")
 
@@ -105,3 +107,29 @@ def channel_attributes(name: str, level: str = "", stored: dict[str, str] | None
     if stored:
         return {"long_name": describe(name, level)["long_name"], **stored}
     return describe(name, level)
+
+
+@dataclass(frozen=True)
+class ChannelMetadata:
+    """One channel of a sample: a variable name, an optional vertical level, whether it is an
+    auxiliary field appended to the input rather than a weather field (static orography, a
+    validity mask), and the CF attributes the data carry (``""`` when unknown). The attributes
+    describe the channel but do not take part in comparisons."""
+
+    name: str
+    level: str = ""
+    auxiliary: bool = False
+    units: str = field(default="", compare=False)
+    long_name: str = field(default="", compare=False)
+    standard_name: str = field(default="", compare=False)
+
+    @property
+    def label(self) -> str:
+        """Name used for this channel in output files, e.g. ``temperature850`` or ``2t``."""
+        return f"{self.name}{self.level}"
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """The CF attributes that are known, for writing into files."""
+        return {k: v for k, v in (("units", self.units), ("long_name", self.long_name),
+                                  ("standard_name", self.standard_name)) if v}

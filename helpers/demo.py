@@ -110,8 +110,8 @@ def stage_commands(out: Path, data: Path, tiny: bool, times: list[str],
 def high_wavenumber_power(path: Path) -> dict[str, dict[str, float]]:
     """Mean power in the two highest wavenumber octaves of the truth and of the file's
     prediction members, per variable."""
+    from inference.generated_file import channels, field, open_generated
     from inference.power_spectra import average_power_spectrum
-    from inference.read_netcdf import channels, field, open_generated
 
     out = {}
     ds = open_generated(path)

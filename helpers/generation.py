@@ -7,7 +7,7 @@ the file one sample at a time.
 
 A dataset may hold several windows per valid time, at different places (converted files do):
 each window is a sample of its own, generated and written with its own lat/lon (the file is
-then laid out along ``sample``; see `helpers.netcdf_writer`). Where the truth is missing (a
+then laid out along ``sample``; see `inference.generated_file`). Where the truth is missing (a
 land-only or radar-coverage mask), the members are written as NaN too.
 """
 
@@ -34,10 +34,10 @@ from helpers.models import (
     load_regression_network,
     resolve_checkpoint,
 )
-from helpers.netcdf_writer import EnsembleWriter
 from helpers.output_paths import check_output_file
 from helpers.precision import amp_dtype, autocast
 from helpers.time_selection import select_time_indices
+from inference.generated_file import EnsembleWriter
 
 logger = logging.getLogger("generate")
 

@@ -81,7 +81,7 @@ def draw_map(ax, data: np.ndarray, grid: tuple[np.ndarray, np.ndarray] | None, t
 def map_grid(ds: xr.Dataset, index: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
     """(lon, lat) of sample ``index`` when the file has a finite grid there, else None (plot
     in pixels). Files with one grid give the same one for every index."""
-    from inference.read_netcdf import grid_of
+    from inference.generated_file import grid_of
 
     grid = grid_of(ds, index)
     return None if grid is None else (grid[1], grid[0])

@@ -150,7 +150,7 @@ def recommend_patch_size(distance_px: float, multiple: int = 16, domain: int | N
 def _spectra_of_file(path, d, detrend, variables, chunk_bytes=32 * 2**20):
     """Per variable and source (truth, prediction, input): x- and y-direction mean spectra,
     accumulated a few times at a time."""
-    from inference.read_netcdf import (
+    from inference.generated_file import (
         channels,
         field,
         open_generated,

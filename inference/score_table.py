@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from inference.read_netcdf import sample_dim
+from inference.generated_file import sample_dim
 
 
 def score_variables(scores: xr.Dataset) -> list[str]:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from helpers.errors import GeneratedFileError
 from inference import metrics
-from inference.read_netcdf import (
+from inference.generated_file import (
     channels,
     complete_times,
     field,

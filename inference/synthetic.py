@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import ChannelMetadata
-from helpers.netcdf_writer import EnsembleWriter
+from datasets.variable_metadata import ChannelMetadata
+from inference.generated_file import EnsembleWriter
 
 
 def write_synthetic(

@@ -26,6 +26,16 @@ except ImportError:  # pragma: no cover
     pass
 
 
+def read_only_directory(tmp_path: Path) -> Path:
+    """A directory this process cannot write in (root ignores permissions: use /sys)."""
+    if os.geteuid() == 0:
+        return Path("/sys/corrdiff_test")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    return locked
+
+
 def write_hrrr_mini(
     directory: Path,
     n: int = 6,

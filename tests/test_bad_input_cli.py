@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, read_only_directory
 from tests.generation_fixtures import train_tiny_models
 from tests.test_checkpoint_safety import RunsCode
 from tests.training_fixtures import tiny_dataset
@@ -36,16 +36,6 @@ def fails(*args: str) -> str:
     errors = [line for line in output.splitlines() if "error: " in line]
     assert len(errors) == 1, output[-3000:]
     return errors[0]
-
-
-def read_only_directory(tmp_path: Path) -> Path:
-    """A directory this process cannot write in (root ignores permissions: use /sys)."""
-    if os.geteuid() == 0:
-        return Path("/sys/corrdiff_test")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    return locked
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +172,7 @@ def test_resuming_a_partial_file_of_another_ensemble_size(data_dir, checkpoints,
     partial = Path(f"{output}.partial")
     output.rename(partial)  # stands in for a run killed after some times
     with netCDF4.Dataset(partial, "a") as nc:
-        nc["time_complete"][2:] = 0
+        nc["generation_progress"]["sample_complete"][2:] = 0
     before = partial.read_bytes()
     line = fails(*generation(data_dir, checkpoints, output, "++generation.num_ensembles=3",
                              "++generation.resume=true"))

@@ -48,9 +48,11 @@ def test_output_layout_and_values(data_dir, checkpoints, tmp_path):
     assert path == out and out.is_file() and not out.with_name("out.nc.partial").exists()
     dataset = generator.dataset
     with netCDF4.Dataset(out) as nc:
-        assert set(nc.groups) == {"input", "truth", "prediction"}
+        assert set(nc.groups) == {"input", "truth", "prediction", "generation_progress"}
         assert {d: len(v) for d, v in nc.dimensions.items()} == {
-            "time": len(dataset), "ensemble": 3, "y": 32, "x": 32}
+            "time": len(dataset), "y": 32, "x": 32}
+        assert set(nc.variables) == {"time", "lat", "lon"}
+        assert len(nc["prediction"].dimensions["ensemble"]) == 3
         assert nc["lat"].standard_name == "latitude" and nc["lon"].units == "degrees_east"
         assert nc["prediction"]["2t"].units == "K" and nc["truth"]["10u"].units == "m s-1"
         assert nc.getncattr("config") == "dataset: ..."

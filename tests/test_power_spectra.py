@@ -13,7 +13,7 @@ import pytest
 from scipy.signal import lfilter
 
 from datasets.base import ChannelMetadata
-from helpers.netcdf_writer import EnsembleWriter
+from inference.generated_file import EnsembleWriter
 from inference.power_spectra import (
     analyse,
     average_power_spectrum,

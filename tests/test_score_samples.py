@@ -17,10 +17,10 @@ import xarray as xr
 
 import score_samples
 from helpers.errors import GeneratedFileError
-from inference.read_netcdf import open_generated
+from inference.generated_file import open_generated
 from inference.scoring import score_file
 from inference.synthetic import write_synthetic
-from tests.test_read_netcdf import write_broken
+from tests.test_generated_file_reader import write_broken
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +13,7 @@ from helpers.config_schema import validate_training_config
 from helpers.distributed import init_distributed
 from helpers.errors import CheckpointError, ConfigError, TrainingDiverged
 from helpers.training_loop import Trainer
+from tests.conftest import read_only_directory
 from tests.training_fixtures import tiny_config
 
 
@@ -324,16 +323,6 @@ def test_bad_patch_shapes(data_dir, tmp_path, patch, message):
 def test_indivisible_batch_size(data_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"batch_size_per_gpu=3 does not divide"):
         make_trainer(tiny_config(data_dir, tmp_path, total_batch_size=4, batch_size_per_gpu=3))
-
-
-def read_only_directory(tmp_path):
-    """A directory this process cannot write in (root ignores permissions: use /sys)."""
-    if os.geteuid() == 0:
-        return Path("/sys/corrdiff_test")
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    return locked
 
 
 def test_unwritable_checkpoint_dir(data_dir, tmp_path):

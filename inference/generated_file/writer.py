@@ -1,23 +1,10 @@
-"""The NetCDF file written by generation: input, truth and an ensemble of predictions per time.
+"""Writing the generated file progressively and atomically (layout in `layout`).
 
-Layout (CF-1.8, NetCDF4), when every sample has its own valid time and all share one grid::
-
-    dims      time, ensemble, y, x
-    /         time(time) CF-encoded, ensemble(ensemble) 0..M-1, lat(y, x), lon(y, x),
-              time_complete(time) int8: 1 once every field of that time is on disk
-    /input      <label>(time, y, x)            every input channel (auxiliary ones have auxiliary=1)
-    /truth      <label>(time, y, x)            NaN where the dataset has no truth
-    /prediction <label>(ensemble, time, y, x)
-
-Otherwise (several windows per valid time, or windows at different places, as in converted
-files) the first dimension is ``sample`` instead of ``time``: ``time(sample)`` becomes an
-auxiliary coordinate (times may repeat), ``lat``/``lon`` are ``(sample, y, x)`` when the windows
-sit at different places, and the groups hold ``(sample, y, x)`` / ``(ensemble, sample, y, x)``.
-Every window is kept apart with its own coordinates; nothing is merged or dropped.
-
-Group variables use the root dimensions. The file is written one sample at a time to
-``<path>.partial`` and renamed to ``<path>`` only once every planned sample is complete, so a
-file at ``<path>`` is always whole; ``time_complete`` lets an interrupted run be resumed.
+The file is written one sample at a time to ``<path>.partial`` and renamed to ``<path>`` only
+once every planned sample is complete, so a file at ``<path>`` is always whole; the flags in the
+``generation_progress`` group let an interrupted run be resumed. Torch-free: channels are any
+objects with ``label``, ``name``, ``level``, ``attributes`` and ``auxiliary``
+(`datasets.base.ChannelMetadata`).
 """
 
 from __future__ import annotations
@@ -32,14 +19,21 @@ from typing import Any
 import netCDF4
 import numpy as np
 
-from datasets.base import ChannelMetadata
 from datasets.variable_metadata import channel_attributes
+from inference.generated_file.layout import (
+    ENSEMBLE_DIM,
+    GROUPS,
+    LEGACY_PROGRESS_VARIABLE,
+    PROGRESS_GROUP,
+    PROGRESS_VARIABLE,
+    TIME_CALENDAR,
+    as_datetime,
+    attribute_value,
+    encode_times,
+    now,
+)
 
 logger = logging.getLogger(__name__)
-
-TIME_REFERENCE = datetime.datetime(1990, 1, 1)
-TIME_CALENDAR = "standard"
-GROUPS = ("input", "truth", "prediction")
 
 
 SampleGrid = Callable[[int], tuple[np.ndarray, np.ndarray]]
@@ -65,8 +59,8 @@ class EnsembleWriter:
         num_ensembles: int,
         latitude: np.ndarray,
         longitude: np.ndarray,
-        input_channels: Sequence[ChannelMetadata],
-        output_channels: Sequence[ChannelMetadata],
+        input_channels: Sequence[Any],
+        output_channels: Sequence[Any],
         attributes: Mapping[str, Any] | None = None,
         resume: bool = False,
         compression_level: int = 4,
@@ -74,7 +68,7 @@ class EnsembleWriter:
     ):
         self.path = Path(path)
         self.partial_path = self.path.with_name(self.path.name + ".partial")
-        self.times = [_as_datetime(t) for t in times]
+        self.times = [as_datetime(t) for t in times]
         self.num_ensembles = int(num_ensembles)
         self.sample_grid = sample_grid
         if sample_grid is not None and len(self.times):
@@ -133,7 +127,7 @@ class EnsembleWriter:
             try:
                 with netCDF4.Dataset(candidate, "r") as nc:
                     differences = self._differences(nc)
-                    done = np.flatnonzero(np.asarray(nc["time_complete"][:]) == 1)
+                    done = np.flatnonzero(_progress_flags(nc) == 1)
             except (OSError, KeyError, IndexError, AttributeError, RuntimeError) as err:
                 raise ValueError(
                     f"cannot resume from {candidate}: it is not a readable output file ({err}); "
@@ -165,9 +159,9 @@ class EnsembleWriter:
         if self.sample_dim not in nc.dimensions:
             out.append(f"layout: file is not laid out along {self.sample_dim!r}")
             return out
-        if len(nc.dimensions["ensemble"]) != self.num_ensembles:
-            out.append(f"ensemble size: file {len(nc.dimensions['ensemble'])}, "
-                       f"this run {self.num_ensembles}")
+        stored_members = _ensemble_size(nc)
+        if stored_members != self.num_ensembles:
+            out.append(f"ensemble size: file {stored_members}, this run {self.num_ensembles}")
         grid = (len(nc.dimensions["y"]), len(nc.dimensions["x"]))
         if grid != self.shape:
             out.append(f"grid shape: file {grid}, this run {self.shape}")
@@ -185,7 +179,7 @@ class EnsembleWriter:
         if per_sample != (self.sample_grid is not None):
             return False
         # Per-sample grids are written with their sample: compare those already on disk.
-        done = np.flatnonzero(np.asarray(nc["time_complete"][:]) == 1)
+        done = np.flatnonzero(_progress_flags(nc) == 1)
         samples = [int(i) for i in done if i < len(self.times)] if per_sample else [None]
         for i in samples:
             lat, lon = (self.latitude, self.longitude) if i is None else self.sample_grid(i)
@@ -204,7 +198,7 @@ class EnsembleWriter:
         elif self._append:
             self._nc = netCDF4.Dataset(self.partial_path, "a")
             _no_chunk_cache(self._nc)
-            self._nc.history = f"{_now()}: resumed\n{self._nc.history}"
+            self._nc.history = f"{now()}: resumed\n{getattr(self._nc, 'history', '')}"
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._nc = self._create()
@@ -212,24 +206,20 @@ class EnsembleWriter:
 
     def _create(self) -> netCDF4.Dataset:
         nc = netCDF4.Dataset(self.partial_path, "w", format="NETCDF4")
-        attrs = {k: _attribute(v) for k, v in self.attributes.items()}
-        now = _now()
-        history = f"{now}: written by helpers.netcdf_writer"
+        attrs = {k: attribute_value(v) for k, v in self.attributes.items()}
+        created = now()
+        history = f"{created}: written by inference.generated_file"
         if "history" in attrs:
             history += f"\n{attrs.pop('history')}"
         nc.setncatts({"title": "CorrDiff generation output", **attrs, "Conventions": "CF-1.8",
-                      "history": history, "created": now})
+                      "history": history, "created": created})
         n_time, (height, width), dim = len(self.times), self.shape, self.sample_dim
-        for name, size in ((dim, n_time), ("ensemble", self.num_ensembles),
-                           ("y", height), ("x", width)):
+        for name, size in ((dim, n_time), ("y", height), ("x", width)):
             nc.createDimension(name, size)
-        values, units = _encode_times(self.times)
+        values, units = encode_times(self.times)
         time_var = nc.createVariable("time", "f8", (dim,))
         time_var.setncatts({"units": units, "calendar": TIME_CALENDAR, "standard_name": "time"})
         time_var[:] = values
-        ensemble = nc.createVariable("ensemble", "i4", ("ensemble",))
-        ensemble.long_name = "ensemble member"
-        ensemble[:] = np.arange(self.num_ensembles, dtype=np.int32)
         grid_dims = (dim, "y", "x") if self.sample_grid is not None else ("y", "x")
         chunks = (1, height, width) if self.sample_grid is not None else (height, width)
         for name, data, units, standard in (("lat", self.latitude, "degrees_north", "latitude"),
@@ -239,17 +229,13 @@ class EnsembleWriter:
             var.setncatts({"units": units, "standard_name": standard})
             if self.sample_grid is None:
                 var[:] = data
-        done = nc.createVariable("time_complete", "i1", (dim,))
-        done.setncatts({"long_name": "all fields of this time are written",
-                        "flag_values": np.array([0, 1], dtype=np.int8),
-                        "flag_meanings": "incomplete complete"})
-        done[:] = np.zeros(n_time, dtype=np.int8)
         for group_name in GROUPS:
             group = nc.createGroup(group_name)
             dims = (dim, "y", "x")
             chunks = (1, height, width)
             if group_name == "prediction":
-                dims, chunks = ("ensemble", *dims), (1, *chunks)
+                group.createDimension(ENSEMBLE_DIM, self.num_ensembles)
+                dims, chunks = (ENSEMBLE_DIM, *dims), (1, *chunks)
             for channel in self.channels[group_name]:
                 var = group.createVariable(channel.label, "f4", dims, chunksizes=chunks,
                                            fill_value=np.nan, **self._zlib())
@@ -259,6 +245,12 @@ class EnsembleWriter:
                 var.coordinates = "lat lon" if dim == "time" else "time lat lon"
                 if channel.auxiliary:
                     var.auxiliary = np.int8(1)
+        # Where the field's tools never look (they open the root and the field groups).
+        done = nc.createGroup(PROGRESS_GROUP).createVariable(PROGRESS_VARIABLE, "i1", (dim,))
+        done.setncatts({"long_name": "all fields of this sample are written (for resume)",
+                        "flag_values": np.array([0, 1], dtype=np.int8),
+                        "flag_meanings": "incomplete complete"})
+        done[:] = np.zeros(n_time, dtype=np.int8)
         nc.sync()
         _no_chunk_cache(nc)
         return nc
@@ -291,8 +283,9 @@ class EnsembleWriter:
         if truth is not None:
             truth = _checked("truth", truth, (n_out, *self.shape))
         nc = self._nc
-        if nc["time_complete"][index] == 1:
-            nc["time_complete"][index] = 0
+        flags = _progress_variable(nc)
+        if flags[index] == 1:
+            flags[index] = 0
             nc.sync()
         self._completed.discard(index)
         if self.sample_grid is not None:
@@ -305,7 +298,7 @@ class EnsembleWriter:
             nc["truth"][channel.label][index] = missing if truth is None else truth[c]
             nc["prediction"][channel.label][:, index] = prediction[:, c]
         nc.sync()  # data on disk before the flag says so
-        nc["time_complete"][index] = 1
+        flags[index] = 1
         nc.sync()
         self._completed.add(index)
 
@@ -339,38 +332,21 @@ def _checked(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarra
     return values
 
 
-def _as_datetime(value: Any) -> datetime.datetime:
-    """Naive UTC datetime from datetime, numpy datetime64 or cftime values."""
-    if isinstance(value, np.datetime64):
-        value = value.astype("datetime64[us]").item()
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
-        return value
-    return datetime.datetime(value.year, value.month, value.day, value.hour, value.minute,
-                             value.second, getattr(value, "microsecond", 0))
+def _progress_variable(nc: netCDF4.Dataset) -> netCDF4.Variable:
+    """The per-sample completion flags (files of earlier versions keep them at the root)."""
+    if PROGRESS_GROUP in nc.groups:
+        return nc[PROGRESS_GROUP][PROGRESS_VARIABLE]
+    return nc[LEGACY_PROGRESS_VARIABLE]
 
 
-def _encode_times(times: Sequence[datetime.datetime]) -> tuple[np.ndarray, str]:
-    """Offsets from 1990-01-01 in the coarsest unit that holds every time exactly, so decoding
-    gives back the same instants."""
-    deltas = [t - TIME_REFERENCE for t in times]
-    seconds = [d.days * 86400 + d.seconds for d in deltas]
-    reference = f"since {TIME_REFERENCE:%Y-%m-%d %H:%M:%S}"
-    if not any(d.microseconds for d in deltas):
-        for unit, size in (("hours", 3600), ("minutes", 60), ("seconds", 1)):
-            if all(s % size == 0 for s in seconds):
-                values = np.array([s // size for s in seconds], dtype=np.float64)
-                return values, f"{unit} {reference}"
-    return np.array([d.total_seconds() for d in deltas]), f"seconds {reference}"
+def _progress_flags(nc: netCDF4.Dataset) -> np.ndarray:
+    return np.asarray(_progress_variable(nc)[:])
 
 
-def _attribute(value: Any) -> Any:
-    """NetCDF attributes hold strings and numbers; anything else is stored as its text."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float | np.number):
-        return str(value)
-    return value
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _ensemble_size(nc: netCDF4.Dataset) -> int:
+    """Members in the file: the dimension lives in ``prediction`` (at the root in earlier
+    versions)."""
+    for where in (nc["prediction"], nc):
+        if ENSEMBLE_DIM in where.dimensions:
+            return len(where.dimensions[ENSEMBLE_DIM])
+    return 0

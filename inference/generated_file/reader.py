@@ -1,13 +1,16 @@
 """Open a file written by ``generate.py`` as one lazily loaded :class:`xarray.Dataset`.
 
-The file keeps input, truth and prediction in NetCDF groups (see ``helpers/netcdf_writer.py``).
-Every reader here (scoring, spectra, plots) wants them side by side, so the groups are merged
-into one dataset and each variable is renamed ``<group>_<channel>``::
+The file keeps input, truth and prediction in NetCDF groups (see `layout`). Every reader here
+(scoring, spectra, plots) wants them side by side, so the groups are merged into one dataset
+and each variable is renamed ``<group>_<channel>``::
 
     input_2t       (time, y, x)             interpolated coarse input (auxiliary=1 for statics)
     truth_2t       (time, y, x)
     prediction_2t  (ensemble, time, y, x)
-    coords         time (decoded), ensemble, lat(y, x), lon(y, x); data var time_complete(time)
+    coords         time (decoded), lat(y, x), lon(y, x)
+
+Which samples are complete (a partial file of an interrupted run) comes from the progress
+group, read separately by `complete_times`.
 
 Files with several windows per time use ``sample`` where this shows ``time`` (``time(sample)``
 is then a coordinate along it, and ``lat``/``lon`` may be ``(sample, y, x)``); `sample_dim`
@@ -29,9 +32,14 @@ import numpy as np
 import xarray as xr
 
 from helpers.errors import GeneratedFileError
-
-GROUPS = ("input", "truth", "prediction")
-SAMPLE_DIMS = ("time", "sample")
+from inference.generated_file.layout import (
+    ENSEMBLE_DIM,
+    GROUPS,
+    LEGACY_PROGRESS_VARIABLE,
+    PROGRESS_GROUP,
+    PROGRESS_VARIABLE,
+    SAMPLE_DIMS,
+)
 
 
 def open_generated(
@@ -48,6 +56,9 @@ def open_generated(
     groups = _check_layout(path, require)
     try:
         root = xr.open_dataset(path, engine="netcdf4")
+        # Files of earlier versions keep bookkeeping at the root: leave it out of the fields.
+        root = root.drop_vars([v for v in (LEGACY_PROGRESS_VARIABLE, ENSEMBLE_DIM)
+                               if v in root.variables])
         parts = [root.set_coords([c for c in ("lat", "lon") if c in root.variables])]
         for group in groups:
             part = xr.open_dataset(path, engine="netcdf4", group=group)
@@ -106,9 +117,9 @@ def _check_pairs(path: Path, truth: dict, prediction: dict, field_dims: tuple[st
     if sorted(truth) != sorted(prediction):
         raise GeneratedFileError(f"{path}: truth channels {sorted(truth)} differ from prediction "
                                  f"channels {sorted(prediction)}")
-    expected = ("ensemble", *field_dims)
+    expected = (ENSEMBLE_DIM, *field_dims)
     for name, (dims, shape) in prediction.items():
-        if "ensemble" not in dims:
+        if ENSEMBLE_DIM not in dims:
             raise GeneratedFileError(f"{path}: prediction/{name} has no ensemble dimension "
                                      f"(dimensions {dims}); expected {expected}")
         if shape[1:] != truth[name][1]:
@@ -180,11 +191,22 @@ def sample_keys(ds: xr.Dataset) -> list[tuple]:
     return keys
 
 
+def _complete_flags(path: Path, count: int) -> np.ndarray:
+    """Per-sample completion flags (all 1 for a file without bookkeeping)."""
+    with netCDF4.Dataset(path, "r") as nc:
+        if PROGRESS_GROUP in nc.groups:
+            return np.asarray(nc[PROGRESS_GROUP][PROGRESS_VARIABLE][:], dtype=np.int8)
+        if LEGACY_PROGRESS_VARIABLE in nc.variables:
+            return np.asarray(nc[LEGACY_PROGRESS_VARIABLE][:], dtype=np.int8)
+    return np.ones(count, dtype=np.int8)
+
+
 def complete_times(ds: xr.Dataset) -> np.ndarray:
     """Indices of samples whose fields are all on disk (all of them for a finished file)."""
-    if "time_complete" not in ds:
-        return np.arange(ds.sizes[sample_dim(ds)])
-    return np.flatnonzero(np.asarray(ds["time_complete"].values) == 1)
+    count = ds.sizes[sample_dim(ds)]
+    if "source_file" not in ds.attrs:
+        return np.arange(count)
+    return np.flatnonzero(_complete_flags(Path(ds.attrs["source_file"]), count) == 1)
 
 
 def select_variables(ds: xr.Dataset, variables: list[str] | None) -> list[str]:

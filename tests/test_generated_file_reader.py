@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers.errors import GeneratedFileError
-from inference.read_netcdf import (
+from inference.generated_file import (
     channels,
     complete_times,
     field,
@@ -53,8 +53,7 @@ def generated(tmp_path_factory) -> Path:
 def test_groups_merge_into_prefixed_variables(generated):
     with open_generated(generated) as ds:
         assert set(ds.data_vars) == {"input_2t", "input_tcwv", "input_elev_mean", "truth_2t",
-                                     "truth_10u", "prediction_2t", "prediction_10u",
-                                     "time_complete"}
+                                     "truth_10u", "prediction_2t", "prediction_10u"}
         assert ds["prediction_2t"].dims == ("ensemble", "time", "y", "x")
         assert ds["truth_10u"].dims == ("time", "y", "x")
         assert ds["truth_2t"].attrs["units"] == "K"
@@ -105,3 +104,26 @@ def test_wrong_path_and_wrong_file(tmp_path, generated):
 def test_a_minimal_valid_file_opens(tmp_path):
     with open_generated(write_broken(tmp_path / "ok.nc", "ok")) as ds:
         assert channels(ds, "prediction") == ["2t"] and channels(ds, "input") == []
+
+
+def test_analysis_imports_without_torch_or_physicsnemo():
+    """Scoring, spectra, plots and the file format work on a machine without torch."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'physicsnemo'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import score_samples, inference.generated_file, inference.scoring, "
+        "inference.power_spectra, inference.plot_single_sample, inference.plot_multiple_samples, "
+        "inference.synthetic\n"
+        "print('imported')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "imported", done.stderr[-2000:]

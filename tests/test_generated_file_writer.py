@@ -12,7 +12,7 @@ import xarray as xr
 
 from datasets.base import ChannelMetadata
 from datasets.variable_metadata import describe
-from helpers.netcdf_writer import EnsembleWriter
+from inference.generated_file import EnsembleWriter
 
 H, W, M = 6, 8, 3
 TIMES = [datetime.datetime(2023, 7, 1) + datetime.timedelta(hours=h) for h in range(4)]
@@ -41,6 +41,11 @@ def make_writer(path, resume=False, **overrides) -> EnsembleWriter:
     return EnsembleWriter(path, **kwargs)
 
 
+def progress(nc: netCDF4.Dataset) -> np.ndarray:
+    """The resume flags, where the field's tools never look."""
+    return nc["generation_progress"]["sample_complete"][:]
+
+
 def write(writer: EnsembleWriter, indices) -> None:
     for t in indices:
         writer.write_time(t, *fields(t))
@@ -56,9 +61,15 @@ def complete_file(tmp_path):
 
 def test_layout_and_attributes(complete_file):
     with netCDF4.Dataset(complete_file) as nc:
-        assert {d: len(v) for d, v in nc.dimensions.items()} == {
-            "time": 4, "ensemble": M, "y": H, "x": W}
-        assert set(nc.groups) == {"input", "truth", "prediction"}
+        # The reference layout: the root holds only time, lat and lon; the field groups only
+        # fields; ensemble is the prediction group's own dimension; bookkeeping sits apart.
+        assert {d: len(v) for d, v in nc.dimensions.items()} == {"time": 4, "y": H, "x": W}
+        assert set(nc.variables) == {"time", "lat", "lon"}
+        assert set(nc.groups) == {"input", "truth", "prediction", "generation_progress"}
+        assert {d: len(v) for d, v in nc["prediction"].dimensions.items()} == {"ensemble": M}
+        for group in ("input", "truth", "prediction"):
+            assert set(nc[group].variables) == {c.label for c in (
+                INPUTS if group == "input" else OUTPUTS)}
         assert nc.Conventions == "CF-1.8" and nc.title and nc.created
         assert nc.config == "a: 1\nb: [2, 3]\n" and nc.checkpoint == "/x/y.mdlus"
         assert nc["lat"].standard_name == "latitude" and nc["lat"].units == "degrees_north"
@@ -67,8 +78,7 @@ def test_layout_and_attributes(complete_file):
         decoded = netCDF4.num2date(nc["time"][:], nc["time"].units, nc["time"].calendar,
                                    only_use_cftime_datetimes=False)
         assert list(decoded) == TIMES
-        assert list(nc["ensemble"][:]) == list(range(M))
-        assert list(nc["time_complete"][:]) == [1, 1, 1, 1]
+        assert list(progress(nc)) == [1, 1, 1, 1]
         assert list(nc["input"].variables) == ["10u", "temperature850", "elev_mean"]
         assert nc["input"]["10u"].dimensions == ("time", "y", "x")
         assert nc["prediction"]["2t"].dimensions == ("ensemble", "time", "y", "x")
@@ -124,7 +134,7 @@ def test_interruption_leaves_only_a_partial_file_then_resume_finishes(tmp_path):
         raise KeyboardInterrupt
     assert not path.exists()
     with netCDF4.Dataset(partial) as nc:
-        assert list(nc["time_complete"][:]) == [1, 1, 0, 0]
+        assert list(progress(nc)) == [1, 1, 0, 0]
 
     writer = make_writer(path, resume=True)
     assert writer.completed == {0, 1}
@@ -136,7 +146,7 @@ def test_interruption_leaves_only_a_partial_file_then_resume_finishes(tmp_path):
             np.testing.assert_array_equal(ds["2t"][:, t].values, fields(t)[2][:, 0])
     with netCDF4.Dataset(path) as nc:
         assert "resumed" in nc.history
-        assert list(nc["time_complete"][:]) == [1, 1, 1, 1]
+        assert list(progress(nc)) == [1, 1, 1, 1]
 
 
 def test_resume_of_a_finished_file_has_nothing_to_do(complete_file):
@@ -237,7 +247,7 @@ def test_writer_holds_no_data_between_times(tmp_path):
         # HDF5's default 64 MiB per-variable chunk cache would keep finished fields in memory.
         assert writer._nc["prediction"]["2t"].get_var_chunk_cache()[0] == 0
         with netCDF4.Dataset(writer.partial_path) as nc:  # already readable by others
-            assert list(nc["time_complete"][:]) == [1, 1, 0, 0]
+            assert list(progress(nc)) == [1, 1, 0, 0]
 
 
 def test_sub_hourly_times_decode_exactly(tmp_path):
@@ -274,8 +284,8 @@ def test_windows_at_repeated_times_each_keep_their_own_grid(tmp_path):
         assert writer.sample_dim == "sample"
         write(writer, range(4))
     with netCDF4.Dataset(path) as nc:
-        assert {d: len(v) for d, v in nc.dimensions.items()} == {
-            "sample": 4, "ensemble": M, "y": H, "x": W}
+        assert {d: len(v) for d, v in nc.dimensions.items()} == {"sample": 4, "y": H, "x": W}
+        assert set(nc.variables) == {"time", "lat", "lon"}
         assert nc["lat"].dimensions == ("sample", "y", "x")
         assert nc["prediction"]["2t"].dimensions == ("ensemble", "sample", "y", "x")
         assert nc["truth"]["2t"].coordinates == "time lat lon"

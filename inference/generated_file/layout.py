@@ -1,0 +1,70 @@
+"""Names, dimensions and encodings of the generated file, shared by its writer and reader.
+
+The layout is the one the CorrDiff reference workflow writes and its tools read (open the root,
+open a group, merge, score with xarray/xskillscore), so nothing that is not a field or a
+coordinate sits where those tools look:
+
+    /            time(time) CF-encoded, lat(y, x), lon(y, x); global attributes
+    /input       <label>(time, y, x)                 fields only
+    /truth       <label>(time, y, x)                 fields only, NaN where there is no truth
+    /prediction  <label>(ensemble, time, y, x)       fields only; ``ensemble`` is defined here
+    /generation_progress  sample_complete(time)      resume bookkeeping (int8 flags)
+
+With several windows per valid time (converted files), ``sample`` takes the place of ``time``
+as the first dimension, ``time(sample)`` becomes a coordinate along it (times may repeat) and
+``lat``/``lon`` are ``(sample, y, x)`` when the windows sit at different places.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+GROUPS = ("input", "truth", "prediction")
+SAMPLE_DIMS = ("time", "sample")
+ENSEMBLE_DIM = "ensemble"
+PROGRESS_GROUP = "generation_progress"
+PROGRESS_VARIABLE = "sample_complete"
+LEGACY_PROGRESS_VARIABLE = "time_complete"  # at the root, in files of earlier versions
+TIME_REFERENCE = datetime.datetime(1990, 1, 1)
+TIME_CALENDAR = "standard"
+
+
+def as_datetime(value: Any) -> datetime.datetime:
+    """Naive UTC datetime from datetime, numpy datetime64 or cftime values."""
+    if isinstance(value, np.datetime64):
+        value = value.astype("datetime64[us]").item()
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+        return value
+    return datetime.datetime(value.year, value.month, value.day, value.hour, value.minute,
+                             value.second, getattr(value, "microsecond", 0))
+
+
+def encode_times(times: Sequence[datetime.datetime]) -> tuple[np.ndarray, str]:
+    """Offsets from 1990-01-01 in the coarsest unit that holds every time exactly, so decoding
+    gives back the same instants."""
+    deltas = [t - TIME_REFERENCE for t in times]
+    seconds = [d.days * 86400 + d.seconds for d in deltas]
+    reference = f"since {TIME_REFERENCE:%Y-%m-%d %H:%M:%S}"
+    if not any(d.microseconds for d in deltas):
+        for unit, size in (("hours", 3600), ("minutes", 60), ("seconds", 1)):
+            if all(s % size == 0 for s in seconds):
+                values = np.array([s // size for s in seconds], dtype=np.float64)
+                return values, f"{unit} {reference}"
+    return np.array([d.total_seconds() for d in deltas]), f"seconds {reference}"
+
+
+def attribute_value(value: Any) -> Any:
+    """NetCDF attributes hold strings and numbers; anything else is stored as its text."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | np.number):
+        return str(value)
+    return value
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
