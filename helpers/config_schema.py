@@ -77,6 +77,7 @@ class InputOutput(StrictModel):
 
     checkpoint_dir: str
     regression_checkpoint_path: str | None = None
+    initial_weights: str | None = None  # fine-tuning: start a new run from these weights
     print_progress_freq: int = Field(1000, gt=0)
     save_checkpoint_freq: int = Field(500_000, gt=0)
     save_n_recent_checkpoints: int = -1

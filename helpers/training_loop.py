@@ -29,6 +29,7 @@ from helpers.distributed import (
     is_multi_process,
 )
 from helpers.errors import CheckpointError, TrainingDiverged
+from helpers.initial_weights import transfer_weights
 from helpers.keyed_noise import (
     TRAIN_NOISE,
     TRAIN_PATCHES,
@@ -110,6 +111,11 @@ class Trainer:
         self.samples = 0
         self.nonfinite_streak = 0
         self._resume()
+        if io.initial_weights and self.samples == 0:
+            logger.info(transfer_weights(self.net, io.initial_weights).summary())
+        elif io.initial_weights:
+            logger.info("resuming: training.io.initial_weights (%s) applied when the run began",
+                        io.initial_weights)
 
         self.ddp = None
         net = self.net

@@ -371,3 +371,80 @@ def test_performance_options_match_the_plain_run(data_dir, tmp_path, perf, rel):
     assert losses == pytest.approx(runs["plain"][1], rel=rel)
     difference = update_difference(weights(trainer), weights(runs["plain"][0]), start)
     assert difference < (0.25 if rel > 1e-3 else 1e-3), difference
+
+
+# ------------------------------------------------------------------------------ fine-tuning
+def test_fine_tuning_starts_from_the_weights_not_from_the_run(data_dir, tmp_path, caplog):
+    source = regression_checkpoint(data_dir, tmp_path, steps=2)
+    trained = CheckpointStore(source, "CorrDiffRegressionUNet").latest()
+    import physicsnemo
+
+    expected = physicsnemo.Module.from_checkpoint(str(trained.model_path)).state_dict()
+    config = tiny_config(data_dir, tmp_path / "fine", training_duration=8)
+    config["training"]["io"]["initial_weights"] = source
+    with caplog.at_level("INFO", logger="train"):
+        trainer = make_trainer(config)
+    assert_same_weights(weights(trainer), expected, atol=0)
+    assert trainer.samples == 0 and not trainer.optimizer.state_dict()["state"]
+    total = len(expected)
+    assert f"{total} of {total} tensors" in caplog.text
+    trainer.run()
+    # Rerunning resumes the fine-tuned run; the initial weights are not applied again.
+    again = make_trainer(config)
+    assert again.samples == 8
+    assert_same_weights(weights(again), weights(trainer), atol=0)
+
+
+def test_fine_tuning_with_other_channels_reinitialises_only_what_differs(data_dir, tmp_path,
+                                                                        caplog):
+    source = regression_checkpoint(data_dir, tmp_path, steps=1)
+    config = tiny_config(data_dir, tmp_path / "fine")
+    config["dataset"]["output_variables"] = ["10u", "10v", "2t"]  # 3 outputs instead of 2
+    config["training"]["io"]["initial_weights"] = source
+    fresh = weights(make_trainer(tiny_config(data_dir, tmp_path / "fresh")))
+    with caplog.at_level("INFO", logger="train"):
+        trainer = make_trainer(config)
+    summary = next(r.message for r in caplog.records if "initial weights from" in r.message)
+    reshaped = summary.split("re-initialised (shape differs): ")[1].split("; ")[0].split(", ")
+    assert reshaped and all(name in weights(trainer) for name in reshaped)
+    copied = [n for n in weights(trainer) if n not in reshaped]
+    source_weights = physicsnemo_weights(source)
+    for name in copied:
+        torch.testing.assert_close(weights(trainer)[name], source_weights[name], rtol=0, atol=0)
+    # The channel-dependent layers are the output layers: the rest of the UNet carries over.
+    assert len(copied) > 5 * len(reshaped)
+    assert fresh.keys() == source_weights.keys()
+
+
+def physicsnemo_weights(directory) -> dict[str, torch.Tensor]:
+    import physicsnemo
+
+    latest = CheckpointStore(directory, "CorrDiffRegressionUNet").latest()
+    return physicsnemo.Module.from_checkpoint(str(latest.model_path)).state_dict()
+
+
+def test_fine_tuning_from_a_legacy_checkpoint_and_a_wrong_kind(data_dir, tmp_path):
+    import warnings
+
+    from physicsnemo.models.diffusion_unets import UNet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        legacy = UNet(img_resolution=[32, 32], img_in_channels=8 + 4, img_out_channels=2,
+                      **tiny_config(data_dir, tmp_path)["model"]["model_args"])
+    legacy.save(str(tmp_path / "UNet.0.2000000.mdlus"))
+    config = tiny_config(data_dir, tmp_path / "fine")
+    config["training"]["io"]["initial_weights"] = str(tmp_path / "UNet.0.2000000.mdlus")
+    trainer = make_trainer(config)
+    assert_same_weights(weights(trainer), legacy.state_dict(), atol=0)
+    # A bare SongUNet (no wrapper, so no "model." prefix) shares no tensor name with it.
+    bogus = tmp_path / "other.mdlus"
+    from physicsnemo.models.diffusion_unets import SongUNet
+
+    SongUNet(img_resolution=16, in_channels=1, out_channels=1, model_channels=8,
+             channel_mult=[1], num_blocks=1, attn_resolutions=[]).save(str(bogus))
+    config["training"]["io"]["initial_weights"] = str(bogus)
+    config["training"]["io"]["checkpoint_dir"] = str(tmp_path / "other_run")
+    with pytest.raises(CheckpointError, match=r"no tensor matches this run's "
+                                              r"CorrDiffRegressionUNet"):
+        make_trainer(config)
