@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from helpers.errors import ConfigError
+from helpers.reference_config import translate_reference_keys
 
 
 class StrictModel(BaseModel):
@@ -150,7 +151,7 @@ def plain_config(config: Any) -> dict[str, Any]:
 def validate_training_config(config: Any) -> TrainingConfig:
     """Check a composed training config (an OmegaConf ``DictConfig`` or a plain dict)."""
     try:
-        return TrainingConfig.model_validate(plain_config(config))
+        return TrainingConfig.model_validate(translate_reference_keys(plain_config(config)))
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err)) from None
 

@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from helpers.config_schema import StrictModel, describe_validation_error, plain_config
 from helpers.errors import ConfigError
+from helpers.reference_config import translate_reference_keys
 
 
 class SamplerConfig(StrictModel):
@@ -117,6 +118,7 @@ class GenerationConfig(StrictModel):
 def validate_generation_config(config: Any) -> GenerationConfig:
     """Check a composed generation config (an OmegaConf ``DictConfig`` or a plain dict)."""
     try:
-        return GenerationConfig.model_validate(plain_config(_without_unused_checkpoint(config)))
+        plain = translate_reference_keys(plain_config(_without_unused_checkpoint(config)))
+        return GenerationConfig.model_validate(plain)
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err, "generation")) from None

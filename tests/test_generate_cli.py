@@ -18,7 +18,9 @@ from tests.generation_fixtures import train_tiny_models
 from tests.training_fixtures import tiny_dataset
 
 SHIPPED = {"config_generate": "synthetic", "config_generate_mini": "hrrr_mini",
-           "config_generate_taiwan": "cwb"}
+           "config_generate_taiwan": "cwb",
+           # The reference workflow's names (compared with ours in test_reference_config.py).
+           "config_generate_hrrr_mini": "hrrr_mini", "config_generate_custom": "hrrr_mini"}
 CKPTS = ["++generation.io.reg_ckpt_filename=r.mdlus", "++generation.io.res_ckpt_filename=d.mdlus"]
 
 
@@ -29,7 +31,8 @@ def test_every_generation_config_is_covered():
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_generation_config_validates(name):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose(config_name=name, overrides=[*CKPTS, "++dataset.data_path=x"])
+        cfg = compose(config_name=name, overrides=[*CKPTS, "++dataset.data_path=x",
+                                                   "++dataset.stats_path=y"])
     config = validate_generation_config(cfg)
     assert config.dataset["type"] == SHIPPED[name]
     assert config.generation.sampler.num_steps == 18

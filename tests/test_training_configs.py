@@ -21,6 +21,10 @@ TOP_LEVEL = {
     "config_training_mini_diffusion": ("hrrr_mini", "diffusion"),
     "config_training_taiwan_regression": ("cwb", "regression"),
     "config_training_taiwan_diffusion": ("cwb", "diffusion"),
+    # The reference workflow's names (tests/test_reference_config.py compares them with ours).
+    "config_training_hrrr_mini_regression": ("hrrr_mini", "regression"),
+    "config_training_hrrr_mini_diffusion": ("hrrr_mini", "diffusion"),
+    "config_training_custom": ("hrrr_mini", "regression"),
 }
 
 
