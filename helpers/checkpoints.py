@@ -3,9 +3,10 @@
 Layout under ``<checkpoint_dir>/checkpoints_<model name>/``::
 
     <ModelClass>.0.<samples seen>.mdlus     # loadable with physicsnemo.Module.from_checkpoint
+    <ModelClass>.0.<samples seen>.json      # what generation needs to know (helpers.model_facts)
     training_state.0.<samples seen>.pt      # optimizer, schedule position, RNG states, ...
 
-Both are written to a temporary name and renamed, the state file last, so the newest pair whose
+Each is written to a temporary name and renamed, the state file last, so the newest set whose
 state file exists is always complete: a kill mid-write never leaves a corrupt latest checkpoint.
 """
 
@@ -22,6 +23,7 @@ import torch
 
 from helpers.checkpoint_safety import check_mdlus, load_plain_state
 from helpers.errors import CheckpointError
+from helpers.model_facts import facts_path, write_facts
 
 logger = logging.getLogger(__name__)
 STATE_PREFIX = "training_state"
@@ -67,8 +69,9 @@ class CheckpointStore:
         found = self.complete()
         return found[-1] if found else None
 
-    def save(self, model: torch.nn.Module, state: dict[str, Any], samples: int) -> Checkpoint:
-        """Write the model then the state, each atomically; then prune old checkpoints."""
+    def save(self, model: torch.nn.Module, state: dict[str, Any], samples: int,
+             facts: dict[str, Any] | None = None) -> Checkpoint:
+        """Write the model, its facts, then the state, each atomically; then prune."""
         for name, tensor in model.state_dict().items():
             if torch.is_floating_point(tensor) and not torch.isfinite(tensor).all():
                 raise CheckpointError(
@@ -80,6 +83,8 @@ class CheckpointStore:
         tmp_model = checkpoint.model_path.with_name(f".{checkpoint.model_path.name}.tmp.mdlus")
         model.save(str(tmp_model))
         os.replace(tmp_model, checkpoint.model_path)
+        if facts is not None:
+            write_facts(checkpoint.model_path, {**facts, "samples": samples})
         tmp_state = checkpoint.state_path.with_name(f".{checkpoint.state_path.name}.tmp")
         torch.save(state, tmp_state)
         os.replace(tmp_state, checkpoint.state_path)
@@ -91,6 +96,7 @@ class CheckpointStore:
             return
         for old in self.complete()[:-self.keep]:
             old.state_path.unlink(missing_ok=True)
+            facts_path(old.model_path).unlink(missing_ok=True)
             old.model_path.unlink(missing_ok=True)
             logger.info("removed old checkpoint %s", old.model_path.name)
 

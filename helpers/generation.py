@@ -27,6 +27,7 @@ from datasets.registry import build_dataset
 from helpers.distributed import broadcast_object, gather_to_rank0, is_multi_process
 from helpers.errors import CheckpointError, ConfigError
 from helpers.generation_config import GenerationConfig
+from helpers.model_facts import check_channels, facts_path, read_facts, statistics_fingerprint
 from helpers.models import (
     check_patch_shape,
     embedding_channels,
@@ -68,6 +69,7 @@ class EnsembleGenerator:
         self.n_out = len(self.dataset.output_channels())
         self.amp_dtype = amp_dtype(gen.perf.fp_optimizations)
         self.regression = self.diffusion = self.patching = None
+        self.hr_mean_conditioning = False  # set from the diffusion checkpoint when one loads
         self.num_members = 1 if gen.inference_mode == "regression" else gen.num_ensembles
         self._require_checkpoints()
         checkpoints = {}
@@ -85,6 +87,13 @@ class EnsembleGenerator:
             self.regression = load_regression_network(
                 gen.io.reg_ckpt_filename, self.image_shape, self.n_in, self.n_out,
                 option="generation.io.reg_ckpt_filename").to(self.device)
+            regression_path = resolve_checkpoint(gen.io.reg_ckpt_filename,
+                                                 "generation.io.reg_ckpt_filename")
+            regression_facts = read_facts(regression_path)
+            if regression_facts is not None:
+                where = f"regression checkpoint {str(regression_path)!r}"
+                check_channels(regression_facts, "output", self.dataset.output_channels(), where)
+                check_channels(regression_facts, "input", self.dataset.input_channels(), where)
         if gen.inference_mode != "regression":
             self.diffusion = self._load_diffusion().to(self.device)
             if gen.patching:
@@ -157,8 +166,8 @@ class EnsembleGenerator:
         n_embedding = embedding_channels(
             {"model_type": type(net.model).__name__,
              "N_grid_channels": getattr(net.model, "N_grid_channels", 0)})
-        expected = self._conditioning(self.gen.hr_mean_conditioning, self.gen.patching,
-                                      n_embedding)
+        self.hr_mean_conditioning = self._hr_mean_conditioning(path, net, n_embedding, where)
+        expected = self._conditioning(self.hr_mean_conditioning, self.gen.patching, n_embedding)
         if net.img_in_channels != expected:
             fits = [(hr, p) for hr in (True, False) for p in (False, True)
                     if self._conditioning(hr, p, n_embedding) == net.img_in_channels]
@@ -167,9 +176,38 @@ class EnsembleGenerator:
                     else "it was trained on a different dataset")
             raise CheckpointError(
                 f"{where} expects {net.img_in_channels} conditioning channels but this dataset "
-                f"and generation.hr_mean_conditioning={self.gen.hr_mean_conditioning}, "
+                f"and generation.hr_mean_conditioning={self.hr_mean_conditioning}, "
                 f"generation.patching={self.gen.patching} give {expected}; {hint}")
         return net
+
+    def _hr_mean_conditioning(self, path: Path, net: torch.nn.Module, n_embedding: int,
+                              where: str) -> bool:
+        """From the facts saved with the checkpoint; a configured value must agree. Without
+        facts (published checkpoints): the configured value, else what the channels fit."""
+        configured = self.gen.hr_mean_conditioning
+        facts = read_facts(path)
+        if facts is not None:
+            check_channels(facts, "output", self.dataset.output_channels(), where)
+            check_channels(facts, "input", self.dataset.input_channels(), where)
+            if facts.get("statistics") not in (None, statistics_fingerprint(self.dataset)):
+                logger.warning("%s was trained with other normalisation statistics than "
+                               "dataset.stats_path gives: use the stats.json of training",
+                               where)
+            trained = bool(facts["model"].get("hr_mean_conditioning", False))
+            if trained and self.gen.inference_mode == "diffusion":
+                raise CheckpointError(
+                    f"{where} was trained conditioned on the regression mean, which "
+                    "generation.inference_mode=diffusion does not compute; use "
+                    "inference_mode=all with the regression checkpoint")
+            if configured is not None and configured != trained:
+                raise CheckpointError(
+                    f"generation.hr_mean_conditioning={configured} contradicts {where}, which "
+                    f"was trained with hr_mean_conditioning={trained} (saved with it in "
+                    f"{facts_path(path).name}); remove the option or set it to {trained}")
+            return trained
+        if configured is not None:
+            return configured
+        return self._conditioning(True, self.gen.patching, n_embedding) == net.img_in_channels
 
     def _conditioning(self, hr_mean: bool, patched: bool, n_embedding: int) -> int:
         return (self.n_in + n_embedding + (self.n_out if hr_mean else 0)
@@ -212,7 +250,7 @@ class EnsembleGenerator:
                       num_steps=sampler.num_steps, sigma_min=sampler.sigma_min,
                       sigma_max=sampler.sigma_max, rho=sampler.rho, S_churn=sampler.S_churn,
                       S_min=sampler.S_min, S_max=sampler.S_max, S_noise=sampler.S_noise)
-        if self.gen.hr_mean_conditioning:
+        if self.hr_mean_conditioning:
             kwargs["mean_hr"] = mean_hr
         batch_lr = img_lr.expand(len(seeds), -1, -1, -1)
         with torch.inference_mode(), autocast(self.device, self.amp_dtype):

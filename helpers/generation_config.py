@@ -54,7 +54,7 @@ class GenerationSection(StrictModel):
     seed_batch_size: int = Field(4, gt=0)
     seed: int = 0
     inference_mode: Literal["regression", "diffusion", "all"] = "all"
-    hr_mean_conditioning: bool = True
+    hr_mean_conditioning: bool | None = None  # None: as the diffusion model was trained
     times: list[str] | None = None
     times_range: list[Any] | None = None
     patching: bool = False

@@ -40,6 +40,7 @@ from helpers.keyed_noise import (
 )
 from helpers.lr_schedule import learning_rate
 from helpers.masked_loss import per_sample_loss
+from helpers.model_facts import channel_facts, statistics_fingerprint
 from helpers.models import (
     PatchEmbeddingOrder,
     build_network,
@@ -205,6 +206,19 @@ class Trainer:
         cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         return {"cpu": torch.get_rng_state(), "cuda": cuda}
 
+    def _model_facts(self) -> dict[str, Any]:
+        """What generation needs to know about this model (see `helpers.model_facts`)."""
+        model = self.config.model
+        return {
+            "model": model.model_dump(mode="json"),
+            "patch_shape": ([self.hp.patch_shape_y, self.hp.patch_shape_x] if self.patched
+                            else None),
+            "image_shape": list(self.image_shape),
+            "input_channels": channel_facts(self.dataset.input_channels()),
+            "output_channels": channel_facts(self.dataset.output_channels()),
+            "statistics": statistics_fingerprint(self.dataset),
+        }
+
     def save(self) -> None:
         rng = all_gather_objects(self._rng_state())
         if self.rank == 0:
@@ -217,7 +231,7 @@ class Trainer:
                 "fingerprint": self.fingerprint,
                 "config": self.config.model_dump(mode="json"),
             }
-            checkpoint = self.store.save(self.net, state, self.samples)
+            checkpoint = self.store.save(self.net, state, self.samples, self._model_facts())
             logger.info("saved checkpoint %s", checkpoint.model_path)
         if is_multi_process():
             torch.distributed.barrier()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import netCDF4
 import numpy as np
@@ -338,3 +339,38 @@ def test_patch_larger_than_image_is_refused(data_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"generation.patch_shape_y/x=\(48, 48\) is larger "
                                           r"than the \(32, 32\) image"):
         generate(config)
+
+
+# ------------------------------------------------------------------------------ model facts
+def test_hr_mean_conditioning_comes_from_the_checkpoint(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc", num_ensembles=1,
+                               seed_batch_size=1)
+    config["generation"]["hr_mean_conditioning"] = None
+    config["generation"]["times"] = None
+    generator = EnsembleGenerator(validate_generation_config(copy.deepcopy(config)),
+                                  init_distributed())
+    assert generator.hr_mean_conditioning is True  # the tiny diffusion model was trained so
+    config["generation"]["hr_mean_conditioning"] = False
+    with pytest.raises(CheckpointError, match=r"generation.hr_mean_conditioning=False "
+                                              r"contradicts diffusion checkpoint .* trained with "
+                                              r"hr_mean_conditioning=True"):
+        EnsembleGenerator(validate_generation_config(config), init_distributed())
+
+
+def test_without_facts_the_channels_decide(data_dir, checkpoints, tmp_path):
+    """A published checkpoint has no facts file: what its input channels fit is used."""
+    copied = shutil.copy(checkpoints["diffusion"], tmp_path / "published.mdlus")
+    config = generation_config(data_dir, {**checkpoints, "diffusion": str(copied)},
+                               tmp_path / "o.nc")
+    config["generation"]["hr_mean_conditioning"] = None
+    generator = EnsembleGenerator(validate_generation_config(config), init_distributed())
+    assert generator.hr_mean_conditioning is True
+
+
+def test_dataset_channels_must_be_the_models(data_dir, checkpoints, tmp_path):
+    config = generation_config(data_dir, checkpoints, tmp_path / "o.nc")
+    config["dataset"]["output_variables"] = ["2t", "10u"]  # trained as ["10u", "2t"]
+    with pytest.raises(CheckpointError, match=r"trained with output channels \['10u', '2t'\], "
+                                              r"the dataset gives \['2t', '10u'\]; set "
+                                              r"dataset.output_variables"):
+        EnsembleGenerator(validate_generation_config(config), init_distributed())

@@ -75,11 +75,16 @@ def test_checkpoints_layout_resume_and_pruning(data_dir, tmp_path):
     trainer.run()
     directory = tmp_path / "checkpoints_regression"
     names = sorted(p.name for p in directory.iterdir())
-    assert names == ["CorrDiffRegressionUNet.0.32.mdlus", "CorrDiffRegressionUNet.0.48.mdlus",
+    assert names == ["CorrDiffRegressionUNet.0.32.json", "CorrDiffRegressionUNet.0.32.mdlus",
+                     "CorrDiffRegressionUNet.0.48.json", "CorrDiffRegressionUNet.0.48.mdlus",
                      "training_state.0.32.pt", "training_state.0.48.pt"]
     import physicsnemo
 
-    loaded = physicsnemo.Module.from_checkpoint(str(directory / names[1]))
+    loaded = physicsnemo.Module.from_checkpoint(str(directory / names[3]))
+    facts = json.loads((directory / names[2]).read_text())
+    assert facts["samples"] == 48 and facts["model"]["name"] == "regression"
+    assert [c["label"] for c in facts["output_channels"]] == ["10u", "2t"]
+    assert facts["output_channels"][1]["units"] == "K" and facts["image_shape"] == [32, 32]
     assert_same_weights(weights(trainer), loaded.state_dict())
     # Rerunning the same command finds the run complete and trains no further.
     again = make_trainer(config)
