@@ -58,11 +58,12 @@ def test_published_checkpoint_loads_strictly_into_the_preset(preset, tmp_path):
     ours = build_network(model, SHAPE, N_IN, N_OUT)
     published = legacy_network(kind, size, hr_mean)
     assert count(ours) == count(published)
-    path = tmp_path / f"{type(published).__name__}.0.2000000.mdlus"
-    published.save(str(path))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loaded = load_module(path, "test")
-    ours.load_state_dict(loaded.state_dict(), strict=True)
+    if size == "mini":  # through a .mdlus file; the full-size ones (300 MB) in memory
+        path = tmp_path / f"{type(published).__name__}.0.2000000.mdlus"
+        published.save(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            published = load_module(path, "test")
+    ours.load_state_dict(published.state_dict(), strict=True)
     for name, tensor in published.state_dict().items():
         torch.testing.assert_close(ours.state_dict()[name], tensor, rtol=0, atol=0)
