@@ -15,7 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from helpers.errors import ConfigError
+from hydra.experimental.callback import Callback
+
+from helpers.errors import ConfigError, one_line, report_to_stderr
 
 
 def _blocking_file(path: Path) -> Path | None:
@@ -71,12 +73,6 @@ def _select(config: Any, dotted: str) -> Any:
         return None
 
 
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a dependency; keeps the module importable
-    Callback = object
-
-
 class CheckOutputPaths(Callback):
     """Hydra callback: check the run directory and the output file before Hydra creates them.
 
@@ -95,6 +91,6 @@ class CheckOutputPaths(Callback):
             output = _select(config, "generation.io.output_filename")
             if output is not None and output != "???":
                 check_output_file(output, "generation.io.output_filename")
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
+        except ConfigError as err:  # Hydra would print a traceback: end here, as run_cli does
+            report_to_stderr(f"error: {one_line(err)}")
             sys.exit(1)
