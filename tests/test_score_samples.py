@@ -188,6 +188,7 @@ def test_parse_args_accepts_both_forms():
 
 @pytest.mark.parametrize(("make", "extra", "message"), [
     ("absent", [], "no such file"),
+    ("directory", [], "is a directory; give the .nc file generate.py wrote"),
     ("missing_group", [], "group(s) ['prediction'] missing"),
     ("mismatched", [], "shapes differ for 2t"),
     ("no_ensemble", [], "no ensemble dimension"),
@@ -198,7 +199,9 @@ def test_parse_args_accepts_both_forms():
 ])
 def test_errors_are_one_line(files, tmp_path, capsys, make, extra, message):
     path = files[make] if make in files else tmp_path / f"{make}.nc"
-    if make not in files and make != "absent":
+    if make == "directory":
+        path.mkdir()
+    elif make not in files and make != "absent":
         write_broken(path, make)
     assert score_samples.main([str(path), str(tmp_path / "s.nc"), *extra]) == 1
     err = capsys.readouterr().err.strip().splitlines()

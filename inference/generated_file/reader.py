@@ -51,6 +51,9 @@ def open_generated(
     only the baselines and plots use it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise GeneratedFileError(f"{path} is a directory; give the .nc file generate.py wrote "
+                                 "(generation.io.output_filename)")
     if not path.is_file():
         raise GeneratedFileError(f"{path}: no such file")
     groups = _check_layout(path, require)
