@@ -86,8 +86,7 @@ def check_mdlus(path: str | Path, what: str) -> None:
                                           "physicsnemo checkpoint")
                 args = json.load(archive.extractfile(args_file))
                 check_model_classes(args, where)
-                check_pickle_is_plain_data(io.BytesIO(archive.extractfile(model_file).read()),
-                                           where)
+                check_pickle_is_plain_data(archive.extractfile(model_file), where)
             return
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
@@ -96,7 +95,8 @@ def check_mdlus(path: str | Path, what: str) -> None:
                                       "physicsnemo checkpoint")
             args = json.loads(archive.read("args.json").decode("utf-8"))
             check_model_classes(args, where)
-            check_pickle_is_plain_data(io.BytesIO(archive.read("model.pt")), where)
+            with archive.open("model.pt") as weights:  # read in place, not copied
+                check_pickle_is_plain_data(weights, where)
     except CheckpointError:
         raise
     except (OSError, zipfile.BadZipFile, tarfile.TarError, UnicodeDecodeError,

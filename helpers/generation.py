@@ -27,7 +27,7 @@ from datasets.registry import build_dataset
 from helpers.distributed import broadcast_object, gather_to_rank0, is_multi_process
 from helpers.errors import CheckpointError, ConfigError
 from helpers.generation_config import GenerationConfig
-from helpers.model_facts import check_channels, facts_path, read_facts, statistics_fingerprint
+from helpers.model_facts import check_against_dataset, facts_path, read_facts
 from helpers.models import (
     check_patch_shape,
     embedding_channels,
@@ -91,9 +91,8 @@ class EnsembleGenerator:
                                                  "generation.io.reg_ckpt_filename")
             regression_facts = read_facts(regression_path)
             if regression_facts is not None:
-                where = f"regression checkpoint {str(regression_path)!r}"
-                check_channels(regression_facts, "output", self.dataset.output_channels(), where)
-                check_channels(regression_facts, "input", self.dataset.input_channels(), where)
+                check_against_dataset(regression_facts, self.dataset,
+                                      f"regression checkpoint {str(regression_path)!r}")
         if gen.inference_mode != "regression":
             self.diffusion = self._load_diffusion().to(self.device)
             if gen.patching:
@@ -187,12 +186,7 @@ class EnsembleGenerator:
         configured = self.gen.hr_mean_conditioning
         facts = read_facts(path)
         if facts is not None:
-            check_channels(facts, "output", self.dataset.output_channels(), where)
-            check_channels(facts, "input", self.dataset.input_channels(), where)
-            if facts.get("statistics") not in (None, statistics_fingerprint(self.dataset)):
-                logger.warning("%s was trained with other normalisation statistics than "
-                               "dataset.stats_path gives: use the stats.json of training",
-                               where)
+            check_against_dataset(facts, self.dataset, where)
             trained = bool(facts["model"].get("hr_mean_conditioning", False))
             if trained and self.gen.inference_mode == "diffusion":
                 raise CheckpointError(

@@ -71,12 +71,17 @@ def read_facts(checkpoint: str | Path) -> dict[str, Any] | None:
     return facts
 
 
-def check_channels(facts: dict[str, Any], group: str, dataset_channels, where: str) -> None:
-    """The dataset's channels must be the model's, in the same order."""
-    trained = [c["label"] for c in facts.get(f"{group}_channels", [])]
-    labels = [c.label for c in dataset_channels]
-    if trained and trained != labels:
-        option = "output_variables" if group == "output" else "input_variables"
-        raise CheckpointError(
-            f"{where} was trained with {group} channels {trained}, the dataset gives {labels}; "
-            f"set dataset.{option} to the model's channels in its order")
+def check_against_dataset(facts: dict[str, Any], dataset: Any, where: str) -> None:
+    """The dataset must give the model's channels in the model's order (an error naming the
+    option to set); other normalisation statistics than training's only warn."""
+    for group, channels in (("output", dataset.output_channels()),
+                            ("input", dataset.input_channels())):
+        trained = [c["label"] for c in facts.get(f"{group}_channels", [])]
+        labels = [c.label for c in channels]
+        if trained and trained != labels:
+            raise CheckpointError(
+                f"{where} was trained with {group} channels {trained}, the dataset gives "
+                f"{labels}; set dataset.{group}_variables to the model's channels in its order")
+    if facts.get("statistics") not in (None, statistics_fingerprint(dataset)):
+        logger.warning("%s was trained with other normalisation statistics than "
+                       "dataset.stats_path gives: use the stats.json of training", where)

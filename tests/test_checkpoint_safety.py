@@ -102,3 +102,30 @@ def test_not_an_archive_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"bogus\.mdlus' is not a readable physicsnemo "
                                               "checkpoint"):
         check_mdlus(bogus, "x")
+
+
+def test_old_tar_format_is_checked_too(genuine_mdlus, tmp_path):
+    """Older physicsnemo checkpoints are tar archives: the same checks apply."""
+    import tarfile
+
+    members = {}
+    with zipfile.ZipFile(genuine_mdlus) as archive:
+        for name in archive.namelist():
+            members[name] = archive.read(name)
+    for label, weights in (("genuine", members["model.pt"]), ("crafted", None)):
+        if weights is None:
+            buffer = io.BytesIO()
+            torch.save({"weight": RunsCode(tmp_path / "ran")}, buffer)
+            weights = buffer.getvalue()
+        path = tmp_path / f"{label}.mdlus"
+        with tarfile.open(path, "w") as tar:
+            for name, data in {**members, "model.pt": weights}.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        if label == "genuine":
+            check_mdlus(path, "x")
+        else:
+            with pytest.raises(CheckpointError, match="refusing to load weights"):
+                check_mdlus(path, "x")
+    assert not (tmp_path / "ran").exists()

@@ -33,6 +33,14 @@ TIME_REFERENCE = datetime.datetime(1990, 1, 1)
 TIME_CALENDAR = "standard"
 
 
+def progress_variable(nc: Any) -> Any:
+    """The per-sample completion flags of an open ``netCDF4.Dataset`` (files of earlier
+    versions keep them at the root), or None for a file without bookkeeping."""
+    if PROGRESS_GROUP in nc.groups:
+        return nc[PROGRESS_GROUP][PROGRESS_VARIABLE]
+    return nc.variables.get(LEGACY_PROGRESS_VARIABLE)
+
+
 def as_datetime(value: Any) -> datetime.datetime:
     """Naive UTC datetime from datetime, numpy datetime64 or cftime values."""
     if isinstance(value, np.datetime64):

@@ -36,9 +36,8 @@ from inference.generated_file.layout import (
     ENSEMBLE_DIM,
     GROUPS,
     LEGACY_PROGRESS_VARIABLE,
-    PROGRESS_GROUP,
-    PROGRESS_VARIABLE,
     SAMPLE_DIMS,
+    progress_variable,
 )
 
 
@@ -197,11 +196,8 @@ def sample_keys(ds: xr.Dataset) -> list[tuple]:
 def _complete_flags(path: Path, count: int) -> np.ndarray:
     """Per-sample completion flags (all 1 for a file without bookkeeping)."""
     with netCDF4.Dataset(path, "r") as nc:
-        if PROGRESS_GROUP in nc.groups:
-            return np.asarray(nc[PROGRESS_GROUP][PROGRESS_VARIABLE][:], dtype=np.int8)
-        if LEGACY_PROGRESS_VARIABLE in nc.variables:
-            return np.asarray(nc[LEGACY_PROGRESS_VARIABLE][:], dtype=np.int8)
-    return np.ones(count, dtype=np.int8)
+        flags = progress_variable(nc)
+        return np.ones(count, np.int8) if flags is None else np.asarray(flags[:], np.int8)
 
 
 def complete_times(ds: xr.Dataset) -> np.ndarray:

@@ -23,7 +23,6 @@ from datasets.variable_metadata import channel_attributes
 from inference.generated_file.layout import (
     ENSEMBLE_DIM,
     GROUPS,
-    LEGACY_PROGRESS_VARIABLE,
     PROGRESS_GROUP,
     PROGRESS_VARIABLE,
     TIME_CALENDAR,
@@ -31,6 +30,7 @@ from inference.generated_file.layout import (
     attribute_value,
     encode_times,
     now,
+    progress_variable,
 )
 
 logger = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class EnsembleWriter:
         if truth is not None:
             truth = _checked("truth", truth, (n_out, *self.shape))
         nc = self._nc
-        flags = _progress_variable(nc)
+        flags = progress_variable(nc)
         if flags[index] == 1:
             flags[index] = 0
             nc.sync()
@@ -332,15 +332,8 @@ def _checked(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarra
     return values
 
 
-def _progress_variable(nc: netCDF4.Dataset) -> netCDF4.Variable:
-    """The per-sample completion flags (files of earlier versions keep them at the root)."""
-    if PROGRESS_GROUP in nc.groups:
-        return nc[PROGRESS_GROUP][PROGRESS_VARIABLE]
-    return nc[LEGACY_PROGRESS_VARIABLE]
-
-
 def _progress_flags(nc: netCDF4.Dataset) -> np.ndarray:
-    return np.asarray(_progress_variable(nc)[:])
+    return np.asarray(progress_variable(nc)[:])
 
 
 def _ensemble_size(nc: netCDF4.Dataset) -> int:
