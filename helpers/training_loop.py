@@ -253,7 +253,7 @@ class Trainer:
         if self.patching is not None:
             self.patching.reset_patch_indices(
                 generator=keyed_generator(self.device, self.io.seed, *patch_key))
-        if hasattr(self.loss_fn, "sample_keys"):
+        if isinstance(self.loss_fn, KeyedResidualLoss):
             self.loss_fn.sample_keys = sample_keys
         with self._autocast():
             return per_sample_loss(self.loss_fn, self.loss_net, img_clean, img_lr,
