@@ -221,6 +221,31 @@ class HRRRMiniDataset(ZScoredDataset):
         row, col = self._coords[int(idx) % len(self)]
         return (self._window(self._lat, row, col), self._window(self._lon, row, col))
 
+    def window_latlon(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(lat, lon)`` of the window whose top-left corner is ``(row, col)`` of the full
+        grid, or None when the file has no lat/lon."""
+        if self._lat is None or self._lon is None:
+            return None
+        return self._window(self._lat, row, col), self._window(self._lon, row, col)
+
+    def window_invariants(self, row: int, col: int) -> dict[str, np.ndarray]:
+        """The static fields of the window at ``(row, col)``, in physical units."""
+        (H, W) = self._hr_shape
+        return {name: self._invariants[k, row:row + H, col:col + W].copy()
+                for k, name in enumerate(self.invariant_variables)}
+
+    def grid_shape(self) -> tuple[int, int]:
+        """``(rows, columns)`` of the full grid the windows are cut from."""
+        if self.invariant_variables:
+            return tuple(self._invariants.shape[1:])
+        return tuple(self._lat.shape) if self._lat is not None else self._hr_shape
+
+    def statistics(self, group: str) -> list[ChannelStats]:
+        """The ``stats.json`` entries of the selected ``input``, ``output`` or ``invariant``
+        variables, in channel order."""
+        return list({"input": self._input_stats, "output": self._output_stats,
+                     "invariant": self._invariant_stats}[group])
+
     def _window(self, grid: np.ndarray | None, row: int, col: int) -> np.ndarray:
         (H, W) = self._hr_shape
         if grid is None:

@@ -79,11 +79,15 @@ def _class_from_file(spec: str) -> type[DownscalingDataset]:
     return cls
 
 
+# Dataset config keys that describe the data for other tools rather than configure the class.
+DESCRIPTIVE_KEYS = ("earth2studio_names",)  # our channel -> Earth2Studio lexicon name (export)
+
+
 def build_dataset(config: Mapping[str, Any], **overrides: Any) -> DownscalingDataset:
-    """Instantiate the dataset a config describes: ``type`` picks the class, every other key is
-    passed to its constructor (``overrides`` win over the config)."""
+    """Instantiate the dataset a config describes: ``type`` picks the class, every other key
+    but the `DESCRIPTIVE_KEYS` is passed to its constructor (``overrides`` win)."""
     _check_no_missing(config, overrides)
-    options = {str(k): v for k, v in dict(config).items()}
+    options = {str(k): v for k, v in dict(config).items() if k not in DESCRIPTIVE_KEYS}
     options.update(overrides)
     type_name = options.pop("type", None)
     if not type_name:
