@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 DEMO_DATA ?= data/synthetic
 DEMO_OUT ?= outputs/demo
 
-.PHONY: venv lint test demo data bench clean
+.PHONY: venv lint test test-earth2studio demo data bench clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,24 @@ lint: venv
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Earth2Studio runs exported packages in its own venv; CI runs this after `make test`.
+E2S_VENV := .venv-e2s
+E2S_STAMP := $(E2S_VENV)/.installed-$(shell sha256sum requirements-earth2studio.txt | cut -c1-16)
+
+$(E2S_STAMP): requirements-earth2studio.txt
+	@test -x $(E2S_VENV)/bin/python || $(PYTHON) -m venv $(E2S_VENV)
+	@echo "Installing Earth2Studio into $(E2S_VENV) (first run takes a few minutes)..."
+	$(E2S_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements-earth2studio.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(E2S_VENV)/bin/python -c "from earth2studio.models.dx import CorrDiff" \
+		|| { echo "Installation into $(E2S_VENV) failed; see the pip output above."; exit 1; }
+	@rm -f $(E2S_VENV)/.installed-*
+	@touch $@
+
+test-earth2studio: venv $(E2S_STAMP)
+	CORRDIFF_EARTH2STUDIO_PYTHON=$(abspath $(E2S_VENV))/bin/python \
+		$(BIN)/python -m pytest tests/test_export_earth2studio.py
 
 data: venv
 	$(BIN)/python -m datasets.synthetic --out $(DEMO_DATA)

@@ -45,8 +45,12 @@ def write_hrrr_mini(
     seed: int = 0,
     same_coord: bool = False,
     with_latlon: bool = True,
+    name: str = "hrrr_mini_train.nc",
 ) -> tuple[Path, Path, dict]:
-    """Write a tiny HRRR-Mini file + stats.json; returns the paths and the raw arrays."""
+    """Write a tiny HRRR-Mini file + stats.json; returns the paths and the raw arrays.
+
+    The grid is a rotated (curvilinear) affine lat/lon grid whose steps are powers of two, so
+    it, and the centres of its blocks, are exact in float32."""
     rng = np.random.default_rng(seed)
     h = window // factor
     times = [datetime.datetime(2021, 1, 1) + datetime.timedelta(hours=3 * i) for i in range(n)]
@@ -73,9 +77,9 @@ def write_hrrr_mini(
         },
     }
     yy, xx = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
-    raw["lat"] = 35.0 + 0.03 * yy + 0.001 * xx
-    raw["lon"] = -100.0 + 0.03 * xx - 0.001 * yy
-    data_path, stats_path = directory / "hrrr_mini_train.nc", directory / "stats.json"
+    raw["lat"] = 35.0 + 2.0**-5 * yy + 2.0**-10 * xx
+    raw["lon"] = -100.0 + 2.0**-5 * xx - 2.0**-10 * yy
+    data_path, stats_path = directory / name, directory / "stats.json"
     with HRRRMiniWriter(
         data_path, (h, h), (window, window), list(raw["input"]), list(raw["output"]),
         raw["invariant"],
