@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, ValidationError
 
@@ -92,11 +93,8 @@ def export_package(config: Any, export: ExportSection) -> Path:
     row, col = _window(dataset, indices, export.window)
     where = (f"the {dataset.image_shape()} window at row {row}, column {col} of "
              f"{dataset.data_path!r}")
-    latlon = dataset.window_latlon(row, col)
-    lat, lon = latlon if latlon is not None else (None, None)
-    if lat is None:
-        raise DataError(f"{where} has no lat/lon grid; Earth2Studio places outputs by latitude "
-                        "and longitude: store lat(y, x) and lon(y, x) in the file")
+    unknown = np.full(dataset.image_shape(), np.nan)
+    lat, lon = dataset.window_latlon(row, col) or (unknown, unknown)
     package.check_output_grid(lat, lon, where)
 
     mapping = {**package.parse_variable_map(config.dataset.get("earth2studio_names"),
@@ -105,11 +103,14 @@ def export_package(config: Any, export: ExportSection) -> Path:
     inputs = package.exported_names(dataset.input_variables, mapping, "input")
     outputs = package.exported_names(dataset.output_variables, mapping, "output")
     input_stats, output_stats = dataset.statistics("input"), dataset.statistics("output")
-    transformed = [v for v, s in zip(dataset.input_variables, input_stats, strict=True)
+    invariant_names = list(dataset.invariant_variables)
+    invariant_stats = dataset.statistics("invariant")
+    transformed = [v for v, s in zip(dataset.input_variables + invariant_names,
+                                     input_stats + invariant_stats, strict=True)
                    if s.transform != "none"]
     if transformed:
         raise DataError(f"input(s) {transformed} are transformed (stats.json 'transform') before "
-                        "normalising; Earth2Studio only z-scores inputs")
+                        "normalising; Earth2Studio only z-scores inputs and invariants")
 
     output_names, output_entries, transforms = _exported_outputs(
         dataset.output_variables, outputs, output_stats, export.transformed_outputs)
@@ -120,8 +121,6 @@ def export_package(config: Any, export: ExportSection) -> Path:
                           "regression mean, which this diffusion model needs; export with "
                           "generation.sampler.type=stochastic")
 
-    invariant_names = list(dataset.invariant_variables)
-    invariant_stats = dataset.statistics("invariant")
     stats_file = {
         "input": {n.name: package.normalisation(s.mean, s.std, n.scale)
                   for n, s in zip(inputs, input_stats, strict=True)},

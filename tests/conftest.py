@@ -26,6 +26,17 @@ except ImportError:  # pragma: no cover
     pass
 
 
+def one_error_line(result) -> str:
+    """A finished command (``subprocess.CompletedProcess``) must have failed cleanly: exit
+    status 1, no traceback, exactly one ``error:`` line, which is returned."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if "error: " in line]
+    assert len(errors) == 1, output[-3000:]
+    return errors[0]
+
+
 def read_only_directory(tmp_path: Path) -> Path:
     """A directory this process cannot write in (root ignores permissions: use /sys)."""
     if os.geteuid() == 0:

@@ -17,7 +17,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import ROOT, read_only_directory
+from tests.conftest import ROOT, one_error_line, read_only_directory
 from tests.generation_fixtures import train_tiny_models
 from tests.test_checkpoint_safety import RunsCode
 from tests.training_fixtures import tiny_dataset
@@ -31,12 +31,7 @@ def fails(*args: str) -> str:
     """Run a command that must fail cleanly; returns its one error line."""
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    errors = [line for line in output.splitlines() if "error: " in line]
-    assert len(errors) == 1, output[-3000:]
-    return errors[0]
+    return one_error_line(result)
 
 
 @pytest.fixture(scope="module")

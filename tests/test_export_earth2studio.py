@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import xarray as xr
 from datasets.interpolation import upsample_bilinear
 from helpers import earth2studio_package as package
 from helpers.errors import CheckpointError, ConfigError, DataError
+from tests.conftest import one_error_line
 from tests.earth2studio_fixtures import (
     dataset_section,
     export_command,
@@ -169,21 +169,12 @@ def test_export_writes_the_package_earth2studio_reads(trained, exported):
             invariant["elev_mean"].values[row:row + 16, col:col + 16].astype(np.float32))
 
 
-def assert_fails_cleanly(result: subprocess.CompletedProcess) -> str:
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    errors = [line for line in output.splitlines() if "error: " in line]
-    assert len(errors) == 1, output[-3000:]
-    return errors[0]
-
-
 def test_unmapped_name_is_refused_and_nothing_written(trained, tmp_path):
     files, checkpoints = trained
     command = export_command(files, checkpoints, tmp_path / "pkg")
     command = [c for c in command if not c.startswith("++export.variable_map")]
     command.append("~dataset.earth2studio_names")  # the HRRR-Mini config maps these names
-    error = assert_fails_cleanly(run(command))
+    error = one_error_line(run(command))
     assert "input variable(s) ['10u', '2t', 'tcwv'] have no Earth2Studio name" in error
     assert not (tmp_path / "pkg").exists()
     assert list(tmp_path.iterdir()) == []
@@ -194,7 +185,7 @@ def test_an_existing_package_is_kept_unless_overwrite(trained, tmp_path):
     target = tmp_path / "pkg"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    error = assert_fails_cleanly(run(export_command(files, checkpoints, target)))
+    error = one_error_line(run(export_command(files, checkpoints, target)))
     assert "already exists and is not empty" in error and "++export.overwrite=true" in error
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
 
