@@ -164,7 +164,7 @@ def make_bare_step(trainer, batches, regression_path: Path | None):
 
     def step() -> None:
         img_clean, img_lr = (t.to(device, non_blocking=True).contiguous(
-            memory_format=memory_format) for t in next(feed))
+            memory_format=memory_format) for t in next(feed)[:2])  # batches end with indices
         optimizer.zero_grad(set_to_none=True)
         autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                     else contextlib.nullcontext())

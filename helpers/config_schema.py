@@ -71,6 +71,10 @@ class Performance(StrictModel):
     dataloader_workers: int = Field(2, ge=0)
     channels_last: bool = False
     songunet_checkpoint_level: int = Field(0, ge=0)
+    # Diffusion: keep each sample's frozen regression output after its first use (see
+    # helpers/regression_cache.py), unless the cache would exceed this size.
+    cache_regression_mean: bool = True
+    regression_cache_max_gib: float = Field(32.0, gt=0)
 
 
 class InputOutput(StrictModel):

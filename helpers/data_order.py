@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import Dataset, Sampler
 
 
 class GlobalBatchSampler(Sampler[int]):
@@ -60,3 +60,16 @@ class GlobalBatchSampler(Sampler[int]):
                 first = (round_index * self.world_size + self.rank) * b
                 yield from (int(i) for i in batch[first:first + b])
             position += self.total_batch_size
+
+
+class WithIndex(Dataset):
+    """A dataset whose items also carry their index, so a batch says which samples it holds."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return (*self.dataset[index], index)

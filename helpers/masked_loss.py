@@ -27,28 +27,42 @@ def masked_mean(per_pixel: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 def per_sample_loss(loss_fn, net: torch.nn.Module, img_clean: torch.Tensor,
-                    img_lr: torch.Tensor, patching=None, masked: bool = False) -> torch.Tensor:
+                    img_lr: torch.Tensor, patching=None, masked: bool = False,
+                    mean_hr: torch.Tensor | None = None) -> torch.Tensor:
     """The loss of each sample (each patch, with patching), averaged over its pixels; with
-    ``masked``, NaN targets are missing pixels and only valid pixels count."""
+    ``masked``, NaN targets are missing pixels and only valid pixels count. For diffusion,
+    ``mean_hr`` is the frozen regression output when it is already known (cached); else it is
+    computed here, once for all patches."""
     kwargs = {} if patching is None else {"patching": patching}
-    if not masked:
-        per_pixel = loss_fn(net=net, img_clean=img_clean, img_lr=img_lr, **kwargs)
-        return per_pixel.float().mean(dim=(1, 2, 3))
-    valid = torch.isfinite(img_clean)
+    valid = torch.isfinite(img_clean) if masked else None
     regression = getattr(loss_fn, "regression_net", None)
     if regression is None:
-        filled = torch.where(valid, img_clean, torch.zeros_like(img_clean))
+        filled = img_clean if not masked else torch.where(valid, img_clean,
+                                                          torch.zeros_like(img_clean))
         per_pixel = loss_fn(net=net, img_clean=filled, img_lr=img_lr, **kwargs)
     else:
-        with torch.no_grad():
-            mean_hr = regression(torch.zeros_like(img_clean), img_lr, augment_labels=None)
-        filled = torch.where(valid, img_clean, mean_hr.to(img_clean.dtype))
+        if mean_hr is None:
+            mean_hr = regression_mean(regression, img_lr, img_clean.shape)
+        filled = img_clean if not masked else torch.where(valid, img_clean,
+                                                          mean_hr.to(img_clean.dtype))
         loss_fn.y_mean = mean_hr
         try:
             per_pixel = loss_fn(net=net, img_clean=filled, img_lr=img_lr,
                                 use_patch_grad_acc=True, **kwargs)
         finally:
             loss_fn.y_mean = None
-        if patching is not None:
-            valid = patching.apply(input=valid.to(img_clean.dtype)) > 0.5
+    if not masked:
+        return per_pixel.float().mean(dim=(1, 2, 3))
+    if patching is not None:
+        valid = patching.apply(input=valid.to(img_clean.dtype)) > 0.5
     return masked_mean(per_pixel.float(), valid)
+
+
+def regression_mean(regression: torch.nn.Module, img_lr: torch.Tensor,
+                    target_shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """The frozen regression network's prediction for ``img_lr`` (as physicsnemo's residual
+    loss computes it: from a zero state)."""
+    with torch.no_grad():
+        zeros = torch.zeros((img_lr.shape[0], *target_shape[1:]), device=img_lr.device,
+                            dtype=img_lr.dtype)
+        return regression(zeros, img_lr, augment_labels=None)

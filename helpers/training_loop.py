@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from datasets.registry import build_dataset
 from helpers.checkpoints import CheckpointStore
 from helpers.config_schema import TrainingConfig
-from helpers.data_order import GlobalBatchSampler
+from helpers.data_order import GlobalBatchSampler, WithIndex
 from helpers.distributed import (
     all_gather_objects,
     all_reduce_mean,
@@ -39,16 +39,18 @@ from helpers.keyed_noise import (
     keyed_generator,
 )
 from helpers.lr_schedule import learning_rate
-from helpers.masked_loss import per_sample_loss
+from helpers.masked_loss import per_sample_loss, regression_mean
 from helpers.model_facts import channel_facts, statistics_fingerprint
 from helpers.models import (
     PatchEmbeddingOrder,
     build_network,
     check_patch_shape,
     load_regression_network,
+    resolve_checkpoint,
 )
 from helpers.output_paths import ensure_writable_directory
 from helpers.precision import amp_dtype, autocast
+from helpers.regression_cache import RegressionMeanCache, cache_bytes, cache_key, flush
 from helpers.train_logging import TrainingReporter
 
 logger = logging.getLogger("train")
@@ -95,6 +97,7 @@ class Trainer:
         self.amp_dtype = amp_dtype(perf.fp_optimizations)
         self.net.amp_mode = self.amp_dtype is not None
         self.loss_fn, self.patching = self._build_loss(n_in, n_out)
+        self.regression_cache = self._regression_cache(n_out)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=(0.9, 0.999),
                                           eps=1e-8)
         self.scaler = torch.amp.GradScaler(self.device.type,
@@ -160,6 +163,22 @@ class Trainer:
                                  seed=self.io.seed)
         return loss, patching
 
+    def _regression_cache(self, n_out: int) -> RegressionMeanCache | None:
+        """Diffusion: the frozen regression output of each sample, kept after its first use."""
+        if self.config.model.name == "regression" or not self.perf.cache_regression_mean:
+            return None
+        shape = (n_out, *self.image_shape)
+        size = cache_bytes(len(self.dataset), shape)
+        if size > self.perf.regression_cache_max_gib * 2**30:
+            logger.info("not caching regression means: %.1f GiB would exceed "
+                        "training.perf.regression_cache_max_gib=%g", size / 2**30,
+                        self.perf.regression_cache_max_gib)
+            return None
+        checkpoint = resolve_checkpoint(self.io.regression_checkpoint_path,
+                                        "training.io.regression_checkpoint_path")
+        key = cache_key(checkpoint, self.dataset, self.perf.fp_optimizations)
+        return RegressionMeanCache(self.run_dir, key, len(self.dataset), shape, self.rank)
+
     def _train_loader(self) -> DataLoader:
         self.sampler = sampler = GlobalBatchSampler(
             len(self.dataset), self.hp.total_batch_size, self.batch_size_per_gpu,
@@ -167,7 +186,7 @@ class Trainer:
         )
         workers = self.perf.dataloader_workers
         return DataLoader(
-            self.dataset, batch_size=self.batch_size_per_gpu, sampler=sampler,
+            WithIndex(self.dataset), batch_size=self.batch_size_per_gpu, sampler=sampler,
             num_workers=workers, pin_memory=self.device.type == "cuda",
             persistent_workers=workers > 0, prefetch_factor=2 if workers else None,
             # Its own generator: seeding workers must not draw from the global RNG, which
@@ -220,6 +239,7 @@ class Trainer:
         }
 
     def save(self) -> None:
+        flush(self.regression_cache)
         rng = all_gather_objects(self._rng_state())
         if self.rank == 0:
             state = {
@@ -247,17 +267,24 @@ class Trainer:
         return tensor
 
     def _per_sample_loss(self, img_clean: torch.Tensor, img_lr: torch.Tensor,
-                         sample_keys: list[int], patch_key: tuple[int, int]) -> torch.Tensor:
+                         sample_keys: list[int], patch_key: tuple[int, int],
+                         indices: list[int] | None = None) -> torch.Tensor:
         """Per-sample losses; the noise of each sample comes from ``sample_keys`` and the patch
-        positions from ``patch_key`` (see `helpers.keyed_noise`)."""
+        positions from ``patch_key`` (see `helpers.keyed_noise`). ``indices`` (dataset
+        indices of the batch) let diffusion read the regression output from the cache."""
         if self.patching is not None:
             self.patching.reset_patch_indices(
                 generator=keyed_generator(self.device, self.io.seed, *patch_key))
         if isinstance(self.loss_fn, KeyedResidualLoss):
             self.loss_fn.sample_keys = sample_keys
         with self._autocast():
+            mean_hr = None
+            if indices is not None and self.regression_cache is not None:
+                regression = self.loss_fn.regression_net
+                mean_hr = self.regression_cache.means(
+                    indices, img_lr, lambda lr: regression_mean(regression, lr, img_clean.shape))
             return per_sample_loss(self.loss_fn, self.loss_net, img_clean, img_lr,
-                                   self.patching, self.masked_targets)
+                                   self.patching, self.masked_targets, mean_hr)
 
     def train_step(self) -> float:
         """One optimizer step over ``total_batch_size`` samples; returns the mean loss."""
@@ -270,14 +297,15 @@ class Trainer:
         weight = self.world_size / (self.hp.total_batch_size * self.patch_num)
         local_loss = torch.zeros((), device=self.device)
         for round_index in range(self.rounds):
-            img_clean, img_lr = (self._to_device(t) for t in next(self.batches))
+            img_clean, img_lr, indices = next(self.batches)
+            img_clean, img_lr = self._to_device(img_clean), self._to_device(img_lr)
             last = round_index == self.rounds - 1
             sync = self.ddp.no_sync() if self.ddp is not None and not last else (
                 contextlib.nullcontext())
             with sync:
                 loss = self._per_sample_loss(
                     img_clean, img_lr, self.sampler.positions(self.samples, round_index),
-                    (TRAIN_PATCHES, self.samples)).sum() * weight
+                    (TRAIN_PATCHES, self.samples), indices.tolist()).sum() * weight
                 self.scaler.scale(loss).backward()
             local_loss += loss.detach()
         self.scaler.unscale_(self.optimizer)
@@ -381,6 +409,10 @@ class Trainer:
             reporter.close()
         logger.info("finished: %d samples; checkpoints in %s", self.samples,
                     self.store.directory.resolve())
+        if self.regression_cache is not None:
+            logger.info("regression outputs: %d computed, %d read from the cache %s",
+                        self.regression_cache.computed, self.regression_cache.reused,
+                        self.regression_cache.directory)
         return self.store.directory
 
 
