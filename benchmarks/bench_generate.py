@@ -7,10 +7,11 @@ them as ``.mdlus`` files in a temp dir and times the whole generation path,
 ``EnsembleGenerator.run()``: reading the samples, the regression mean, the stochastic EDM
 sampler (Heun, 18 steps by default), denormalising and writing the NetCDF file. Throughput does
 not depend on the weights, so nothing is trained. Two configs generate the same times and
-members and differ only in ``generation.seed_batch_size``:
+members and differ only in ``generation.seed_batch_size`` and ``times_per_batch``:
 
-- batched: ``seed_batch_size = members``, all members of a time in one sampler call;
-- one at a time: ``seed_batch_size = 1``.
+- batched: ``seed_batch_size = members``, ``times_per_batch = times``: all members of all
+  times in one sampler call, one regression call for all times;
+- one at a time: ``seed_batch_size = 1``, ``times_per_batch = 1``.
 
 Loading the checkpoints and the dataset (building the generators) is done once, before the
 timing, and reported apart. The two are timed in alternating order (batched, one at a time,
@@ -18,8 +19,9 @@ one at a time, batched, ...) to even out drift on a noisy machine; members/s is 
 over all time of that config, the ratio is the median over rounds of batched/one-at-a-time
 members/s from the two adjacent runs. ``--mode predict`` times ``EnsembleGenerator.predict()``
 per time instead (no gathering, no writing). Forward hooks count the network calls: the
-regression network runs once per time, whatever the batching; the diffusion network runs
-2 x steps - 1 times (Heun) per seed batch: 35 per time batched, 35 x members one at a time.
+regression network runs once per time one at a time and once per run batched; the diffusion
+network runs 2 x steps - 1 times (Heun) per batch: 35 per run batched, 35 x members x times
+one at a time.
 "other processes" is the share of the machine's CPU other processes used during the timing:
 on a 2-core machine a busy neighbour slows everything, most of all with as many threads as
 cores (oversubscription), so the numbers mean little unless it stays below the share this
@@ -131,12 +133,14 @@ def save_networks(size: str, dataset, out_dir: Path) -> dict[str, str]:
 
 
 def generation_config(dataset: dict, checkpoints: dict[str, str], times: list[str],
-                      args: argparse.Namespace, seed_batch_size: int, output: Path) -> dict:
+                      args: argparse.Namespace, seed_batch_size: int, output: Path,
+                      times_per_batch: int = 1) -> dict:
     return {
         "dataset": dataset,
         "generation": {
             "num_ensembles": args.members,
             "seed_batch_size": seed_batch_size,
+            "times_per_batch": times_per_batch,
             "times": times,
             "sampler": {"type": "stochastic", "num_steps": args.steps},
             "perf": {"fp_optimizations": args.precision},
@@ -204,9 +208,10 @@ def main(argv: list[str] | None = None) -> dict:
         del data
 
         generators, setup_s = {}, {}
-        for name, batch in zip(CONFIGS, (args.members, 1), strict=True):
+        for name, batch, per_batch in zip(CONFIGS, (args.members, 1), (args.times, 1),
+                                          strict=True):
             config = validate_generation_config(generation_config(
-                dataset, checkpoints, times, args, batch, tmp / f"{batch}.nc"))
+                dataset, checkpoints, times, args, batch, tmp / f"{batch}.nc", per_batch))
             start = time.perf_counter()
             generators[name] = EnsembleGenerator(config, dist)
             setup_s[name] = time.perf_counter() - start
@@ -220,8 +225,10 @@ def main(argv: list[str] | None = None) -> dict:
             if args.mode == "run":
                 gen.run()
             else:
-                for index in gen.indices:
-                    gen.predict(index)
+                per_batch = gen.gen.times_per_batch
+                for start in range(0, len(gen.indices), per_batch):
+                    group = gen.indices[start:start + per_batch]
+                    gen.predict(group, [gen.dataset[i] for i in group])
 
         # Warm-up: one forward of each network at both batch sizes (allocator, kernels).
         img_lr = torch.as_tensor(gen.dataset[gen.indices[0]][1], device=device)[None]
@@ -280,7 +287,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     results["ratio"] = statistics.median(results["round_ratios"])
     for name in CONFIGS:
-        print(f"{name:<13} (seed_batch_size={args.members if name == 'batched' else 1}): "
+        print(f"{name:<13} (seed_batch_size={args.members if name == 'batched' else 1}, "
+              f"times_per_batch={args.times if name == 'batched' else 1}): "
               f"{results['members_per_s'][name]:.3f} members/s  "
               f"(runs: {', '.join(f'{s:.1f}' for s in seconds[name])} s; other processes "
               f"{', '.join(f'{b:.0%}' for b in busy[name])}; "

@@ -99,11 +99,6 @@ class EnsembleGenerator:
                     net.to(memory_format=torch.channels_last)
         if gen.perf.torch_compile and self.diffusion is not None:
             self.diffusion = torch.compile(self.diffusion)
-        # Members go to ranks in whole seed batches, so every batch holds the same members
-        # however many processes run: batched kernels then give the same numbers.
-        batches = [list(range(start, min(start + gen.seed_batch_size, self.num_members)))
-                   for start in range(0, self.num_members, gen.seed_batch_size)]
-        self.my_batches = batches[self.rank::self.world_size]
 
     # ------------------------------------------------------------------------------ set-up
     def _writer(self) -> EnsembleWriter:
@@ -156,14 +151,18 @@ class EnsembleGenerator:
 
     # ------------------------------------------------------------------------------ sampling
     def _regression_mean(self, img_lr: torch.Tensor) -> torch.Tensor:
-        from physicsnemo.diffusion.generate import regression_step
-
-        with autocast(self.device, self.amp_dtype):
-            mean = regression_step(self.regression, img_lr, (1, self.n_out, *self.image_shape))
+        """The regression mean of each image of ``img_lr`` in one network call (as
+        physicsnemo's ``regression_step`` computes one: from a float64 zero state)."""
+        zeros = torch.zeros((img_lr.shape[0], self.n_out, *self.image_shape),
+                            dtype=torch.float64, device=self.device)
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
+            mean = self.regression(x=zeros, img_lr=img_lr)
         return mean.float()
 
     def _residuals(self, img_lr: torch.Tensor, mean_hr: torch.Tensor | None,
                    seeds: list[int]) -> torch.Tensor:
+        """One network batch of members: row ``i`` has input ``img_lr[i]``, regression mean
+        ``mean_hr[i]`` and noise seeded by ``seeds[i]``."""
         from physicsnemo.diffusion.samplers import deterministic_sampler, stochastic_sampler
         from physicsnemo.diffusion.utils import StackedRandomGenerator
 
@@ -176,38 +175,55 @@ class EnsembleGenerator:
                       S_min=sampler.S_min, S_max=sampler.S_max, S_noise=sampler.S_noise)
         if self.hr_mean_conditioning:
             kwargs["mean_hr"] = mean_hr
-        batch_lr = img_lr.expand(len(seeds), -1, -1, -1)
         with torch.inference_mode(), autocast(self.device, self.amp_dtype):
             if sampler.type == "stochastic":
-                out = stochastic_sampler(self.diffusion, latents, batch_lr, **kwargs)
+                out = stochastic_sampler(self.diffusion, latents, img_lr, **kwargs)
             else:
-                out = deterministic_sampler(self.diffusion, latents, batch_lr,
+                out = deterministic_sampler(self.diffusion, latents, img_lr,
                                             solver=sampler.solver, **kwargs)
         return out.float()
 
-    def predict(self, sample_index: int) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-        """One sample's input, truth and this rank's members (by member number), in physical
-        units."""
-        img_clean, img_lr = self.dataset[sample_index]
-        img_lr_t = torch.as_tensor(img_lr, device=self.device)[None]
+    def member_batches(self, group_size: int) -> list[list[tuple[int, int]]]:
+        """The network batches of a group of ``group_size`` samples: rows ``(sample in group,
+        member)`` in order, ``seed_batch_size`` members per sample in each batch, and this
+        rank's share of them. Batches are formed the same way however many processes run, and
+        go to ranks whole, so batched kernels give the same numbers on 1 or N processes."""
+        rows = [(g, m) for g in range(group_size) for m in range(self.num_members)]
+        size = self.gen.seed_batch_size * group_size
+        batches = [rows[start:start + size] for start in range(0, len(rows), size)]
+        return batches[self.rank::self.world_size]
+
+    def predict(self, sample_indices: list[int], samples: list[tuple[np.ndarray, np.ndarray]]
+                ) -> list[tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]]:
+        """Each sample's input, truth and this rank's members (by member number), in physical
+        units; the regression runs once for the group and the diffusion batches may hold
+        members of several samples."""
+        img_lr = torch.as_tensor(np.stack([lr for _, lr in samples]), device=self.device)
         if self.gen.perf.channels_last:
-            img_lr_t = img_lr_t.contiguous(memory_format=torch.channels_last)
-        mean = self._regression_mean(img_lr_t) if self.regression is not None else None
-        members = {}
-        for batch in self.my_batches:
+            img_lr = img_lr.contiguous(memory_format=torch.channels_last)
+        mean = self._regression_mean(img_lr) if self.regression is not None else None
+        members: list[dict[int, np.ndarray]] = [{} for _ in samples]
+        for batch in self.member_batches(len(samples)):
+            rows = torch.as_tensor([g for g, _ in batch], device=self.device)
             if self.diffusion is None:
-                members[batch[0]] = self.dataset.denormalize_output(mean[0].cpu().numpy())
-                continue
-            seeds = [member_seed(self.gen.seed, sample_index, m) for m in batch]
-            residual = self._residuals(img_lr_t, mean, seeds)
-            values = (residual if mean is None else residual + mean).cpu().numpy()
-            members.update(zip(batch, self.dataset.denormalize_output(values), strict=True))
-        truth = self.dataset.denormalize_output(img_clean)
-        missing = ~np.isfinite(truth)
-        if missing.any():  # no verifiable value there: the members are left out as well
-            for member in members.values():
-                member[missing] = np.nan
-        return self.dataset.denormalize_input(img_lr), truth, members
+                values = mean.index_select(0, rows).cpu().numpy()
+            else:
+                seeds = [member_seed(self.gen.seed, sample_indices[g], m) for g, m in batch]
+                rows_mean = mean.index_select(0, rows) if mean is not None else None
+                residual = self._residuals(img_lr.index_select(0, rows), rows_mean, seeds)
+                values = (residual if rows_mean is None else residual + rows_mean).cpu().numpy()
+            for (g, m), value in zip(batch, self.dataset.denormalize_output(values),
+                                     strict=True):
+                members[g][m] = value
+        results = []
+        for (img_clean, lr), mine in zip(samples, members, strict=True):
+            truth = self.dataset.denormalize_output(img_clean)
+            missing = ~np.isfinite(truth)
+            if missing.any():  # no verifiable value there: the members are left out as well
+                for member in mine.values():
+                    member[missing] = np.nan
+            results.append((self.dataset.denormalize_input(lr), truth, mine))
+        return results
 
     # ------------------------------------------------------------------------------ loop
     def run(self) -> Path:
@@ -227,15 +243,20 @@ class EnsembleGenerator:
                             len(done), self.world_size, output.resolve())
             bar = tqdm(total=len(todo) * self.num_members, unit="member", desc="generating",
                        disable=self.rank != 0, dynamic_ncols=True)
-            for k in todo:
-                inputs, truth, mine = self.predict(self.indices[k])
-                parts = gather_to_rank0(mine)
-                if writer is not None:
-                    members = {m: v for part in parts for m, v in part.items()}
-                    prediction = np.stack([members[m] for m in range(self.num_members)])
-                    writer.write_time(k, inputs, truth, prediction.astype(np.float32))
-                bar.update(self.num_members)
-                bar.set_postfix(time=f"{times[k]:%Y-%m-%d %H:%M}", refresh=False)
+            groups = [todo[i:i + self.gen.times_per_batch]
+                      for i in range(0, len(todo), self.gen.times_per_batch)]
+            with BackgroundIO(self.dataset, self.indices) as io:
+                io.prefetch(groups[0] if groups else [])
+                for number, group in enumerate(groups):
+                    samples = io.samples()
+                    if number + 1 < len(groups):  # read the next inputs while this one runs
+                        io.prefetch(groups[number + 1])
+                    results = self.predict([self.indices[k] for k in group], samples)
+                    parts = gather_to_rank0([mine for _, _, mine in results])
+                    if writer is not None:
+                        io.write(writer, group, results, parts, self.num_members)
+                    bar.update(self.num_members * len(group))
+                    bar.set_postfix(time=f"{times[group[-1]]:%Y-%m-%d %H:%M}", refresh=False)
             bar.close()
         if is_multi_process():
             torch.distributed.barrier()
@@ -332,6 +353,50 @@ def _hr_mean_conditioning(gen: Any, dataset: Any, path: Path, net: torch.nn.Modu
     n_in, n_out = len(dataset.input_channels()), len(dataset.output_channels())
     return conditioning_channels(n_in, n_out, True, gen.patching, n_embedding) == \
         net.img_in_channels
+
+class BackgroundIO:
+    """Reads the next samples and writes the finished ones in one background thread, so the
+    network does not wait on NetCDF; one thread, so the NetCDF/HDF5 library is only ever used
+    from one place at a time. At most one read and one write are in flight."""
+
+    def __init__(self, dataset: Any, indices: list[int]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.dataset, self.indices = dataset, indices
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation-io")
+        self.reading = None
+        self.writing = None
+
+    def prefetch(self, group: list[int]) -> None:
+        self.reading = self.pool.submit(
+            lambda: [self.dataset[self.indices[k]] for k in group])
+
+    def samples(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return self.reading.result()
+
+    def write(self, writer: EnsembleWriter, group: list[int], results: list, parts: list,
+              num_members: int) -> None:
+        if self.writing is not None:
+            self.writing.result()  # the previous write's errors surface here
+
+        def write_group() -> None:
+            for g, (k, (inputs, truth, _)) in enumerate(zip(group, results, strict=True)):
+                members = {m: v for part in parts for m, v in part[g].items()}
+                prediction = np.stack([members[m] for m in range(num_members)])
+                writer.write_time(k, inputs, truth, prediction.astype(np.float32))
+
+        self.writing = self.pool.submit(write_group)
+
+    def __enter__(self) -> BackgroundIO:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if self.writing is not None and exc_info[0] is None:
+                self.writing.result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
 
 def shared_grid(dataset, indices: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
     """The ``(lat, lon)`` all the samples share (NaN counts as equal), or None if they differ."""

@@ -52,6 +52,7 @@ class GenerationIO(StrictModel):
 class GenerationSection(StrictModel):
     num_ensembles: int = Field(8, gt=0)
     seed_batch_size: int = Field(4, gt=0)
+    times_per_batch: int = Field(1, gt=0)
     seed: int = 0
     inference_mode: Literal["regression", "diffusion", "all"] = "all"
     hr_mean_conditioning: bool | None = None  # None: as the diffusion model was trained

@@ -93,6 +93,39 @@ def test_same_seed_same_numbers_regardless_of_batching(data_dir, checkpoints, tm
     assert not np.allclose(a, c)
 
 
+def test_several_times_per_network_call_give_the_same_members(data_dir, checkpoints, tmp_path,
+                                                              monkeypatch):
+    calls = {"regression": [], "residuals": []}
+    regression, residuals = EnsembleGenerator._regression_mean, EnsembleGenerator._residuals
+    monkeypatch.setattr(EnsembleGenerator, "_regression_mean", lambda self, lr: calls[
+        "regression"].append(lr.shape[0]) or regression(self, lr))
+    monkeypatch.setattr(EnsembleGenerator, "_residuals", lambda self, lr, mean, seeds: calls[
+        "residuals"].append(len(seeds)) or residuals(self, lr, mean, seeds))
+    values = {}
+    for per_batch in (1, 3):
+        for mode in ("all", "regression"):
+            config = generation_config(data_dir, checkpoints, tmp_path / f"{per_batch}{mode}.nc",
+                                       times_per_batch=per_batch, inference_mode=mode)
+            calls["regression"].clear(), calls["residuals"].clear()
+            generate(config)
+            values[per_batch, mode] = read(tmp_path / f"{per_batch}{mode}.nc",
+                                           "prediction")["2t"].values
+            times = values[per_batch, mode].shape[1]
+            groups = -(-times // per_batch)
+            assert calls["regression"] == [per_batch] * (times // per_batch) + (
+                [times % per_batch] if times % per_batch else [])
+            if mode == "all":  # 3 members in seed batches of 2: rows of several times share
+                sizes = [min(per_batch, times - g * per_batch) for g in range(groups)]
+                rows = [min(2 * n, 3 * n - start) for n in sizes
+                        for start in range(0, 3 * n, 2 * n)]
+                assert calls["residuals"] == rows
+                assert sum(rows) == 3 * times
+    assert values[3, "all"].shape == values[1, "all"].shape
+    np.testing.assert_allclose(values[3, "all"], values[1, "all"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(values[3, "regression"], values[1, "regression"], rtol=1e-5,
+                               atol=1e-5)
+
+
 def test_time_selection_and_noise_per_time(data_dir, checkpoints, tmp_path):
     dataset_times = build_dataset(
         generation_config(data_dir, checkpoints, tmp_path / "x.nc")["dataset"]).time()
@@ -172,11 +205,11 @@ def test_resume_after_interruption(data_dir, checkpoints, tmp_path, monkeypatch)
     calls = {"n": 0}
     original = EnsembleGenerator.predict
 
-    def flaky(self, index):
+    def flaky(self, indices, samples):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self, index)
+        return original(self, indices, samples)
 
     monkeypatch.setattr(EnsembleGenerator, "predict", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -188,7 +221,8 @@ def test_resume_after_interruption(data_dir, checkpoints, tmp_path, monkeypatch)
     resumed["generation"]["resume"] = True
     seen = []
     monkeypatch.setattr(EnsembleGenerator, "predict",
-                        lambda self, index: seen.append(index) or original(self, index))
+                        lambda self, indices, samples: seen.extend(indices)
+                        or original(self, indices, samples))
     generate(resumed)
     assert seen == [2, 3]  # only the times not yet written
     np.testing.assert_array_equal(read(tmp_path / "res.nc", "prediction")["2t"].values,

@@ -85,21 +85,25 @@ def documented_command(data_dir, checkpoints, output) -> list[str]:
 
 def test_documented_command_and_two_processes_agree(setup, tmp_path):
     data_dir, checkpoints = setup
-    one = run(documented_command(data_dir, checkpoints, tmp_path / "one.nc"))
+    one = run([*documented_command(data_dir, checkpoints, tmp_path / "one.nc"),
+               "++generation.times_per_batch=2"])
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run(documented_command(data_dir, checkpoints, tmp_path / "two.nc"),
+    two = run([*documented_command(data_dir, checkpoints, tmp_path / "two.nc"),
+               "++generation.times_per_batch=2"],
               launcher=[sys.executable, "-m", "torch.distributed.run", "--standalone",
                         "--nproc_per_node=2"])
     assert two.returncode == 0, two.stderr[-3000:]
-    # Seed batches [0, 1], [2, 3], [4]: rank 0 samples members 0, 1 and 4, rank 1 members 2
-    # and 3, so a member rank 1 got wrong (or never sent) shows up below.
+    # Two times per batch: network batches of 4 rows (time, member) [(0,0) .. (0,3)],
+    # [(0,4), (1,0), (1,1), (1,2)], [(1,3), (1,4)]; with two processes the middle one (both
+    # times) is rank 1's, so a member rank 1 got wrong or never sent, or a row of the wrong
+    # time, shows up below. Batches go to ranks whole: even the rounding is the same.
     with xr.open_dataset(tmp_path / "one.nc", group="prediction") as a, xr.open_dataset(
             tmp_path / "two.nc", group="prediction") as b:
         assert a.sizes["ensemble"] == 5
         values = a["2t"].values
         assert np.isfinite(values).all()
         assert len({member.tobytes() for member in values}) == 5  # five different members
-        np.testing.assert_allclose(values, b["2t"].values, rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(values, b["2t"].values)
 
 
 def test_missing_checkpoints_one_line_error(tmp_path):
