@@ -75,6 +75,10 @@ class Performance(StrictModel):
     # helpers/regression_cache.py), unless the cache would exceed this size.
     cache_regression_mean: bool = True
     regression_cache_max_gib: float = Field(32.0, gt=0)
+    # GPU paths; null: on where the run has a CUDA device, off elsewhere.
+    fused_optimizer: bool | None = None    # Adam's fused kernel (one launch for all weights)
+    cudnn_benchmark: bool | None = None    # cuDNN picks the fastest convolution per shape
+    ddp_static_graph: bool = False         # DDP: the graph is the same every step
 
 
 class InputOutput(StrictModel):

@@ -98,8 +98,12 @@ class Trainer:
         self.net.amp_mode = self.amp_dtype is not None
         self.loss_fn, self.patching = self._build_loss(n_in, n_out)
         self.regression_cache = self._regression_cache(n_out)
+        on_cuda = self.device.type == "cuda"
+        fused = on_cuda if perf.fused_optimizer is None else perf.fused_optimizer
+        if (on_cuda if perf.cudnn_benchmark is None else perf.cudnn_benchmark) and on_cuda:
+            torch.backends.cudnn.benchmark = True
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=(0.9, 0.999),
-                                          eps=1e-8)
+                                          eps=1e-8, fused=fused or None)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype is torch.float16)
         self.store = CheckpointStore(self.run_dir / f"checkpoints_{config.model.name}",
@@ -126,7 +130,8 @@ class Trainer:
         if is_multi_process():
             self.ddp = net = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=[self.device] if self.device.type == "cuda" else None,
-                broadcast_buffers=False,
+                broadcast_buffers=False, gradient_as_bucket_view=True,
+                static_graph=perf.ddp_static_graph,
             )
         if perf.torch_compile:
             net = torch.compile(net)

@@ -358,6 +358,7 @@ def update_difference(trained: dict, reference: dict, start: dict) -> float:
     ({"channels_last": True, "songunet_checkpoint_level": 1}, 1e-4),
     ({"dataloader_workers": 2}, 1e-6),
     ({"torch_compile": True}, 1e-4),
+    ({"fused_optimizer": True}, 1e-5),
 ])
 def test_performance_options_match_the_plain_run(data_dir, tmp_path, perf, rel):
     regression = regression_checkpoint(data_dir, tmp_path, steps=1)
@@ -373,6 +374,7 @@ def test_performance_options_match_the_plain_run(data_dir, tmp_path, perf, rel):
     assert trainer.net.amp_mode == perf.get("fp_optimizations", "fp32").startswith("amp")
     assert trainer.scaler.is_enabled() == (perf.get("fp_optimizations") == "amp-fp16")
     assert (trainer.loss_net is not trainer.net) == perf.get("torch_compile", False)
+    assert bool(trainer.optimizer.defaults["fused"]) == perf.get("fused_optimizer", False)
     assert losses == pytest.approx(runs["plain"][1], rel=rel)
     difference = update_difference(weights(trainer), weights(runs["plain"][0]), start)
     assert difference < (0.25 if rel > 1e-3 else 1e-3), difference
