@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ def score_file(
     seed: int = 0,
     chunk_times: int | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> xr.Dataset:
     """Scores of ``path`` as a Dataset with coords ``metric``, ``time``, ``rank``:
 
@@ -55,16 +57,20 @@ def score_file(
     - ``<var>_rank_histogram(time, rank)``: counts of the truth's rank among the members.
 
     For a file laid out along ``sample`` (several windows per time) ``time`` above reads
-    ``sample``, with the valid ``time`` as a coordinate along it.
+    ``sample``, with the valid ``time`` as a coordinate along it. ``workers`` threads (default:
+    one per core, at most one per variable) score the variables of a chunk in parallel while
+    the next chunk is read; the numbers do not depend on it.
     """
     ds = open_generated(path)
     try:
-        return _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress)
+        return _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
+                      workers)
     finally:
         ds.close()
 
 
-def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress) -> xr.Dataset:
+def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
+           workers) -> xr.Dataset:
     source = ds.attrs["source_file"]
     names = select_variables(ds, variables)
     size = ds.sizes["ensemble"]
@@ -89,24 +95,47 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress) -
     acc = {v: _Accumulator(len(times), n, sources) for v in names}
     rng = np.random.default_rng(seed)
     height, width = ds.sizes["y"], ds.sizes["x"]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(names)))
+    # Chunks as before threads came (so the tie-breaking draws come in the same order); two
+    # chunks of every variable are held at once (one scored, the next read meanwhile).
     step = chunk_times or max(1, CHUNK_BYTES // (8 * n * height * width))
+    starts = list(range(0, len(times), step))
+
+    def read(start: int) -> dict[str, tuple]:
+        rows = slice(start, start + step)
+        sel = {dim: _indexer(times[rows])}
+        chunk = {}
+        for var in names:
+            truth = field(ds, "truth", var).isel(sel).values
+            pred = field(ds, "prediction", var).isel({**sel, "ensemble": slice(0, n)}).values
+            baselines = {}
+            if "input" in sources and var in input_names:
+                baselines["input"] = field(ds, "input", var).isel(sel).values
+            if reg_ds is not None and f"prediction_{var}" in reg_ds:
+                baselines["regression"] = reg_ds[f"prediction_{var}"].isel(
+                    {sample_dim(reg_ds): _indexer(reg_index[rows]), "ensemble": 0}).values
+            chunk[var] = (pred, truth, baselines)
+        return chunk
+
     bar = tqdm(total=len(times), unit="time", desc="scoring", disable=not progress,
                dynamic_ncols=True)
     try:
-        for start in range(0, len(times), step):
-            rows = slice(start, start + step)
-            sel = {dim: _indexer(times[rows])}
-            for var in names:
-                truth = field(ds, "truth", var).isel(sel).values
-                pred = field(ds, "prediction", var).isel({**sel, "ensemble": slice(0, n)}).values
-                baselines = {}
-                if "input" in sources and var in input_names:
-                    baselines["input"] = field(ds, "input", var).isel(sel).values
-                if reg_ds is not None and f"prediction_{var}" in reg_ds:
-                    baselines["regression"] = reg_ds[f"prediction_{var}"].isel(
-                        {sample_dim(reg_ds): _indexer(reg_index[rows]), "ensemble": 0}).values
-                acc[var].add(rows, pred, truth, baselines, rng)
-            bar.update(len(times[rows]))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scoring") as pool:
+            chunk = read(starts[0])
+            for number, start in enumerate(starts):
+                rows = slice(start, start + step)
+                # Variables in parallel threads (numpy releases the GIL in its loops) while
+                # this thread reads the next chunk; the tie-breaking draws of the rank
+                # histogram stay in this thread, in variable order, so the numbers do not
+                # depend on the threads.
+                jobs = [pool.submit(acc[var].add, rows, *chunk[var]) for var in names]
+                following = read(starts[number + 1]) if number + 1 < len(starts) else None
+                for var in names:
+                    acc[var].add_ranks(rows, chunk[var][0], chunk[var][1], rng)
+                for job in jobs:
+                    job.result()
+                chunk = following
+                bar.update(len(times[rows]))
     finally:
         bar.close()
         if reg_ds is not None:
@@ -161,8 +190,16 @@ class _Accumulator:
         self.values = {k: np.full(n_times, np.nan) for k in keys}
         self.ranks = np.zeros((n_times, n_members + 1), dtype=np.int64)
 
+    def add_ranks(self, rows: slice, pred: np.ndarray, truth: np.ndarray,
+                  rng: np.random.Generator) -> None:
+        """Rank histogram counts of these times (ties broken with draws from ``rng``)."""
+        valid = np.isfinite(truth) & np.isfinite(pred).all(axis=0)
+        ranks = metrics.rank_of_truth(pred, truth, rng=rng)
+        self.ranks[rows] = metrics.rank_histogram(ranks, self.m, valid)
+
     def add(self, rows: slice, pred: np.ndarray, truth: np.ndarray,
-            baselines: dict[str, np.ndarray], rng: np.random.Generator) -> None:
+            baselines: dict[str, np.ndarray]) -> None:
+        """Every other metric of these times (no random draws: safe in any thread)."""
         pred = pred.astype(np.float64)
         truth = truth.astype(np.float64)
         valid = np.isfinite(truth) & np.isfinite(pred).all(axis=0)
@@ -178,8 +215,6 @@ class _Accumulator:
             out["mse"][rows] = metrics.masked_mean(error**2, valid, space)
             out["bias"][rows] = metrics.masked_mean(error, valid, space)
             out["var"][rows] = metrics.masked_mean(metrics.ensemble_variance(pred), valid, space)
-            ranks = metrics.rank_of_truth(pred, truth, rng=rng)
-            self.ranks[rows] = metrics.rank_histogram(ranks, self.m, valid)
             for name, base in baselines.items():
                 base_error = base.astype(np.float64) - truth
                 ok = np.isfinite(base_error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,21 @@ def test_chunking_does_not_change_the_result(files):
     one = score_file(files["ens"], progress=False, chunk_times=1)
     auto = score_file(files["ens"], progress=False)
     xr.testing.assert_allclose(one, auto)
+
+
+def test_threads_do_not_change_the_result(files, tmp_path):
+    """Variables are scored in parallel threads; the numbers, the rank histogram's random
+    tie-breaking included, are those of one thread."""
+    ties = tmp_path / "ties.nc"
+    shutil.copyfile(files["ens"], ties)
+    with netCDF4.Dataset(ties, "a") as nc:  # dry pixels: truth and members tie at 0
+        for group in ("truth", "prediction"):
+            values = nc[group]["2t"][:]
+            nc[group]["2t"][:] = np.where(values < np.median(values), 0.0, values)
+    one = score_file(ties, progress=False, chunk_times=2, workers=1)
+    many = score_file(ties, progress=False, chunk_times=2, workers=4)
+    xr.testing.assert_identical(one, many)
+    assert (one["2t_rank_histogram"].values > 0).all()  # the tied pixels spread over the bins
 
 
 def test_time_mean_aggregates_squares_before_the_root(files):
