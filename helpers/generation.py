@@ -390,12 +390,20 @@ class BackgroundIO:
     def __enter__(self) -> BackgroundIO:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, *exc_info) -> None:
+        """Finished times are always written, even when generation stops on an error or an
+        interrupt (a resumed run then skips them); an unneeded read is dropped."""
+        if self.reading is not None:
+            self.reading.cancel()
         try:
-            if self.writing is not None and exc_info[0] is None:
+            if self.writing is not None:
                 self.writing.result()
+        except Exception:
+            if exc_type is None:
+                raise
+            logger.exception("writing the last finished time(s) failed as well")
         finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=True)
 
 
 def shared_grid(dataset, indices: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
