@@ -9,12 +9,12 @@ different noise), scores each file and prints one row per setting:
   demo's spectrum check) per variable, and their change against the first (reference) row;
 - seconds of generation.
 
-    python benchmarks/bench_sampler.py                     # the demo's models, every valid time
-    python benchmarks/bench_sampler.py --times 16 --members 8 --json
+    python benchmarks/bench_sampler.py               # the demo's models and 16 evaluation times
+    python benchmarks/bench_sampler.py --times 0 --members 8 --json    # every valid time
 
 Run ``make demo`` first (or pass --regression/--diffusion). It takes about (calls per member)
-x members x times network calls per setting: with 8 members and 64 times on 2 CPU cores, about
-2-3 minutes per 35-call setting.
+x members x times network calls per setting: with 8 members and 16 times on 2 CPU cores (demo
+models), about 5 minutes per 35-call setting.
 """
 
 from __future__ import annotations
@@ -39,6 +39,18 @@ SETTINGS = [
     ("deterministic Euler 12", {"type": "deterministic", "solver": "euler", "num_steps": 12}),
     ("stochastic Heun 9, churn 10", {"type": "stochastic", "num_steps": 9, "S_churn": 10,
                                      "S_min": 0.05, "S_max": 50}),
+    ("stochastic Heun 12, sigma_max 80", {"type": "stochastic", "num_steps": 12,
+                                          "sigma_max": 80}),
+    ("stochastic Heun 9, sigma_max 80", {"type": "stochastic", "num_steps": 9,
+                                         "sigma_max": 80}),
+    ("stochastic Heun 9, sigma_max 20", {"type": "stochastic", "num_steps": 9,
+                                         "sigma_max": 20}),
+    ("stochastic Heun 12, sigma_max 20", {"type": "stochastic", "num_steps": 12,
+                                          "sigma_max": 20}),
+    ("stochastic Heun 9, sigma_max 10", {"type": "stochastic", "num_steps": 9,
+                                         "sigma_max": 10}),
+    ("stochastic Heun 9, sigma_max 5", {"type": "stochastic", "num_steps": 9,
+                                        "sigma_max": 5}),
 ]
 
 
@@ -91,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=ROOT / "outputs/demo/run/checkpoints_diffusion")
     parser.add_argument("--data", type=Path, default=ROOT / "data/synthetic")
     parser.add_argument("--members", type=int, default=8)
-    parser.add_argument("--times", type=int, default=None, help="first N valid times (all)")
+    parser.add_argument("--times", type=int, default=16,
+                        help="N valid times spread evenly, as the demo picks them (16); 0: all")
     parser.add_argument("--settings", type=int, nargs="*", default=None,
                         help="row numbers of SETTINGS to run (all); 0 is the reference")
     parser.add_argument("--json", action="store_true")
@@ -101,13 +114,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.device_info import device_name
     from datasets.registry import build_dataset
+    from helpers.demo import evaluation_times
     from helpers.distributed import init_distributed
 
     dist = init_distributed()
-    dataset = build_dataset({"type": "synthetic", "data_path": str(args.data / "valid.nc"),
-                             "stats_path": str(args.data / "stats.json")})
-    times = dataset.time()[:args.times] if args.times else dataset.time()
-    args.selected = [t.strftime("%Y-%m-%dT%H:%M") for t in times]
+    if args.times:  # the demo's evaluation times
+        args.selected = evaluation_times(args.data / "valid.nc", args.times)
+    else:
+        dataset = build_dataset({"type": "synthetic", "data_path": str(args.data / "valid.nc"),
+                                 "stats_path": str(args.data / "stats.json")})
+        args.selected = [t.strftime("%Y-%m-%dT%H:%M") for t in dataset.time()]
+    times = args.selected
     chosen = [SETTINGS[i] for i in (args.settings if args.settings is not None
                                     else range(len(SETTINGS)))]
     print(f"device: {device_name(dist.device)}, torch {torch.__version__}, threads "

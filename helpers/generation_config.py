@@ -16,10 +16,10 @@ class SamplerConfig(StrictModel):
     ``deterministic`` is the general EDM sampler with a choice of solver (churn optional)."""
 
     type: Literal["stochastic", "deterministic"] = "stochastic"
-    num_steps: int = Field(18, gt=1)
+    num_steps: int = Field(9, gt=1)
     solver: Literal["heun", "euler"] = "heun"
     sigma_min: float = Field(0.002, gt=0)
-    sigma_max: float = Field(800.0, gt=0)
+    sigma_max: float = Field(10.0, gt=0)
     rho: float = Field(7.0, gt=0)
     S_churn: float = Field(0.0, ge=0)
     S_min: float = Field(0.0, ge=0)

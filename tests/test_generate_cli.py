@@ -35,7 +35,7 @@ def test_shipped_generation_config_validates(name):
                                                    "++dataset.stats_path=y"])
     config = validate_generation_config(cfg)
     assert config.dataset["type"] == SHIPPED[name]
-    assert config.generation.sampler.num_steps == 18
+    assert (config.generation.sampler.num_steps, config.generation.sampler.sigma_max) == (9, 10)
 
 
 def test_regression_only_needs_no_diffusion_checkpoint():
