@@ -66,7 +66,8 @@ class HyperParameters(StrictModel):
 class Performance(StrictModel):
     """``training.perf``: speed/memory switches; all of them work on CPU and GPU."""
 
-    fp_optimizations: Literal["fp32", "amp-bf16", "amp-fp16"] = "fp32"
+    # auto: bf16 autocast on a CUDA device that has bf16, fp32 elsewhere
+    fp_optimizations: Literal["auto", "fp32", "amp-bf16", "amp-fp16"] = "auto"
     torch_compile: bool = False
     dataloader_workers: int = Field(2, ge=0)
     channels_last: bool = False

@@ -67,7 +67,9 @@ class EnsembleGenerator:
         self.image_shape = tuple(self.dataset.image_shape())
         self.n_in = len(self.dataset.input_channels())
         self.n_out = len(self.dataset.output_channels())
-        self.amp_dtype = amp_dtype(gen.perf.fp_optimizations)
+        self.amp_dtype = amp_dtype(gen.perf.fp_optimizations, self.device)
+        self.channels_last = (self.device.type == "cuda" if gen.perf.channels_last is None
+                              else gen.perf.channels_last)
         self.regression = self.diffusion = self.patching = None
         self.hr_mean_conditioning = False  # set from the diffusion checkpoint when one loads
         self.num_members = 1 if gen.inference_mode == "regression" else gen.num_ensembles
@@ -95,7 +97,7 @@ class EnsembleGenerator:
             if net is not None:
                 net.eval().requires_grad_(False)
                 net.amp_mode = self.amp_dtype is not None
-                if gen.perf.channels_last:
+                if self.channels_last:
                     net.to(memory_format=torch.channels_last)
         if gen.perf.torch_compile and self.diffusion is not None:
             self.diffusion = torch.compile(self.diffusion)
@@ -199,7 +201,7 @@ class EnsembleGenerator:
         units; the regression runs once for the group and the diffusion batches may hold
         members of several samples."""
         img_lr = torch.as_tensor(np.stack([lr for _, lr in samples]), device=self.device)
-        if self.gen.perf.channels_last:
+        if self.channels_last:
             img_lr = img_lr.contiguous(memory_format=torch.channels_last)
         mean = self._regression_mean(img_lr) if self.regression is not None else None
         members: list[dict[int, np.ndarray]] = [{} for _ in samples]

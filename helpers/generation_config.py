@@ -38,9 +38,11 @@ class SamplerConfig(StrictModel):
 
 
 class GenerationPerformance(StrictModel):
-    fp_optimizations: Literal["fp32", "amp-bf16", "amp-fp16"] = "fp32"
+    """``auto`` / ``null``: on where generation runs on a CUDA device, off elsewhere."""
+
+    fp_optimizations: Literal["auto", "fp32", "amp-bf16", "amp-fp16"] = "auto"
     torch_compile: bool = False
-    channels_last: bool = False
+    channels_last: bool | None = None
 
 
 class GenerationIO(StrictModel):

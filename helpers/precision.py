@@ -10,8 +10,24 @@ import torch
 AMP_DTYPES = {"amp-bf16": torch.bfloat16, "amp-fp16": torch.float16}
 
 
-def amp_dtype(fp_optimizations: str) -> torch.dtype | None:
-    """The autocast dtype for a ``fp_optimizations`` setting; ``None`` for plain fp32."""
+def resolve_precision(fp_optimizations: str, device: torch.device,
+                      bf16_supported: bool | None = None) -> str:
+    """``auto`` is bf16 autocast on a CUDA device that has bf16, plain fp32 anywhere else; any
+    other setting is kept."""
+    if fp_optimizations != "auto":
+        return fp_optimizations
+    if device.type != "cuda":
+        return "fp32"
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported()
+    return "amp-bf16" if bf16_supported else "fp32"
+
+
+def amp_dtype(fp_optimizations: str, device: torch.device | None = None) -> torch.dtype | None:
+    """The autocast dtype for a ``fp_optimizations`` setting (``auto`` resolved for
+    ``device``); ``None`` for plain fp32."""
+    if fp_optimizations == "auto":
+        fp_optimizations = resolve_precision(fp_optimizations, device or torch.device("cpu"))
     return AMP_DTYPES.get(fp_optimizations)
 
 

@@ -49,7 +49,7 @@ from helpers.models import (
     resolve_checkpoint,
 )
 from helpers.output_paths import ensure_writable_directory
-from helpers.precision import amp_dtype, autocast
+from helpers.precision import amp_dtype, autocast, resolve_precision
 from helpers.regression_cache import RegressionMeanCache, cache_bytes, cache_key, flush
 from helpers.train_logging import TrainingReporter
 
@@ -94,7 +94,8 @@ class Trainer:
                                  perf.songunet_checkpoint_level).to(self.device)
         if perf.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.amp_dtype = amp_dtype(perf.fp_optimizations)
+        self.precision = resolve_precision(perf.fp_optimizations, self.device)
+        self.amp_dtype = amp_dtype(self.precision)
         self.net.amp_mode = self.amp_dtype is not None
         self.loss_fn, self.patching = self._build_loss(n_in, n_out)
         self.regression_cache = self._regression_cache(n_out)
@@ -181,7 +182,7 @@ class Trainer:
             return None
         checkpoint = resolve_checkpoint(self.io.regression_checkpoint_path,
                                         "training.io.regression_checkpoint_path")
-        key = cache_key(checkpoint, self.dataset, self.perf.fp_optimizations)
+        key = cache_key(checkpoint, self.dataset, self.precision)
         return RegressionMeanCache(self.run_dir, key, len(self.dataset), shape, self.rank)
 
     def _train_loader(self) -> DataLoader:

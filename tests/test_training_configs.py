@@ -98,7 +98,7 @@ def test_missing_mandatory_value_is_named():
     ("++training.hp.total_batch_sise=8", r"training.hp.total_batch_sise: unknown key"),
     ("++training.hp.lr=fast", r"training.hp.lr: Input should be a valid number"),
     ("++training.perf.fp_optimizations=fp8", r"training.perf.fp_optimizations: Input should be "
-                                             r"'fp32', 'amp-bf16' or 'amp-fp16'"),
+                                             r"'auto', 'fp32', 'amp-bf16' or 'amp-fp16'"),
     ("++training.hp.batch_size_per_gpu=0", r"training.hp.batch_size_per_gpu"),
     ("++model.model_args.model_type=ViT", r"model.model_args: .*'ViT' is not one of"),
     ("++training.io.save_n_recent_checkpoints=0", r"save_n_recent_checkpoints: must be -1"),

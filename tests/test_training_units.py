@@ -66,3 +66,16 @@ def test_data_order_resumes_exactly():
     assert resumed == full[8:]
     other_seed = _take(GlobalBatchSampler(7, 4, 2, 1, 0, seed=2), 20)
     assert not np.array_equal(full, other_seed)
+
+
+def test_auto_precision_is_bf16_on_cuda_with_bf16_and_fp32_elsewhere():
+    import torch
+
+    from helpers.precision import amp_dtype, resolve_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu) == "fp32" and amp_dtype("auto", cpu) is None
+    assert resolve_precision("auto", cuda, bf16_supported=True) == "amp-bf16"
+    assert resolve_precision("auto", cuda, bf16_supported=False) == "fp32"
+    assert resolve_precision("amp-fp16", cpu) == "amp-fp16"  # explicit settings are kept
+    assert amp_dtype("amp-bf16") is torch.bfloat16
