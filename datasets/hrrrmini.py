@@ -140,6 +140,7 @@ class HRRRMiniDataset(ZScoredDataset):
         self._lon = _coordinate(nc, "lon")
         if self._lat is not None and self.invariant_variables == []:
             grid_shape = self._lat.shape
+        self._grid_shape = tuple(grid_shape)
         if self.invariant_variables or self._lat is not None:
             self._check_coords_in_grid(grid_shape)
 
@@ -236,9 +237,7 @@ class HRRRMiniDataset(ZScoredDataset):
 
     def grid_shape(self) -> tuple[int, int]:
         """``(rows, columns)`` of the full grid the windows are cut from."""
-        if self.invariant_variables:
-            return tuple(self._invariants.shape[1:])
-        return tuple(self._lat.shape) if self._lat is not None else self._hr_shape
+        return self._grid_shape
 
     def statistics(self, group: str) -> list[ChannelStats]:
         """The ``stats.json`` entries of the selected ``input``, ``output`` or ``invariant``

@@ -37,6 +37,16 @@ def upsample_bilinear(coarse: np.ndarray | torch.Tensor, factor: int) -> np.ndar
     return fine.numpy() if is_numpy else fine
 
 
+def pad_within_range(coarse: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """``[..., h, w]`` padded by one cell per side exactly as `upsample_bilinear` extends a
+    field before interpolating (what an Earth2Studio export needs around a window)."""
+    is_numpy = isinstance(coarse, np.ndarray)
+    x = torch.from_numpy(np.ascontiguousarray(coarse)) if is_numpy else coarse
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    padded = _pad_linear(x.reshape(-1, 1, h, w)).reshape(*lead, h + 2, w + 2)
+    return padded.numpy() if is_numpy else padded
+
+
 def _pad_linear(x: torch.Tensor) -> torch.Tensor:
     """Pad the last two axes by one cell with linear extrapolation (``2*x[0] - x[1]``), clipped
     to each field's own range (min..max over the last two axes)."""

@@ -20,7 +20,7 @@ so that the networks see what they saw in training:
   inverted by a linear de-normalisation: it is exported in transformed units under
   ``<name>_<transform>`` and ``metadata.json`` says how to invert it.
 
-Torch-free: the exporter's checks and these files need numpy and xarray only.
+The files need numpy and xarray only; `pad_like_training` borrows the datapipe's padding.
 """
 
 from __future__ import annotations
@@ -156,12 +156,12 @@ def pad_linear(values: np.ndarray) -> np.ndarray:
 
 def pad_like_training(coarse: np.ndarray) -> np.ndarray:
     """The ring of cells around a window's coarse input as our datapipe extrapolates it
-    (linear from the edge, kept within each field's range): feed this to the package where
-    no real data surround the window, and it sees exactly the training input."""
-    x = pad_linear(coarse)
-    low = np.nanmin(coarse, axis=(-2, -1), keepdims=True)
-    high = np.nanmax(coarse, axis=(-2, -1), keepdims=True)
-    return np.clip(x, low, high).astype(np.asarray(coarse).dtype, copy=False)
+    (linear from the edge, kept within each field's range; the datapipe's own function):
+    feed this to the package where no real data surround the window, and it sees exactly
+    the training input."""
+    from datasets.interpolation import pad_within_range
+
+    return pad_within_range(np.asarray(coarse))
 
 
 def grid_dataset(lat: np.ndarray, lon: np.ndarray, title: str):
