@@ -303,3 +303,19 @@ def test_earth2studio_corrdiff_gives_an_ensemble(trained, exported, tmp_path):
     assert np.isfinite(members).all()
     spread = members.std(axis=0).mean(axis=(-2, -1))
     assert (spread > 1e-3).all(), spread
+
+
+def test_shipped_dataset_configs_map_their_channels():
+    """The embedded dataset's config maps every channel (so its models export without
+    options); the HRRR-Mini config maps the ERA5 surface names."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import ROOT
+
+    synthetic = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/dataset/synthetic.yaml"))
+    mapping = package.parse_variable_map(synthetic["earth2studio_names"], "m")
+    names = package.exported_names(["10u", "10v", "2t", "tp", "tcwv", "msl"], mapping, "input")
+    assert [n.name for n in names] == ["u10m", "v10m", "t2m", "tp", "tcwv", "msl"]
+    assert mapping["tp"].scale == 1000.0 and mapping["2t"].scale == 1.0
+    hrrr = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/dataset/hrrrmini.yaml"))
+    assert package.parse_variable_map(hrrr["earth2studio_names"], "m")["sp"].name == "sp"
