@@ -72,8 +72,9 @@ def check_pickle_is_plain_data(data: io.IOBase | str | Path, where: str) -> None
         )
 
 
-def check_mdlus(path: str | Path, what: str) -> None:
-    """Check a ``.mdlus`` archive's classes and weights before physicsnemo loads it."""
+def check_mdlus(path: str | Path, what: str) -> dict[str, Any]:
+    """Check a ``.mdlus`` archive's classes and weights before physicsnemo loads it; returns
+    its recorded constructor arguments (``args.json``)."""
     where = f"{what}: {str(path)!r}"
     try:
         if tarfile.is_tarfile(path):  # physicsnemo checks tar first too (old checkpoints)
@@ -87,7 +88,7 @@ def check_mdlus(path: str | Path, what: str) -> None:
                 args = json.load(archive.extractfile(args_file))
                 check_model_classes(args, where)
                 check_pickle_is_plain_data(archive.extractfile(model_file), where)
-            return
+            return args
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             if not {"args.json", "model.pt"} <= names:
@@ -97,6 +98,7 @@ def check_mdlus(path: str | Path, what: str) -> None:
             check_model_classes(args, where)
             with archive.open("model.pt") as weights:  # read in place, not copied
                 check_pickle_is_plain_data(weights, where)
+            return args
     except CheckpointError:
         raise
     except (OSError, zipfile.BadZipFile, tarfile.TarError, UnicodeDecodeError,

@@ -29,6 +29,7 @@ from helpers.errors import CheckpointError, ConfigError
 from helpers.generation_config import GenerationConfig
 from helpers.model_facts import check_against_dataset, facts_path, read_facts
 from helpers.models import (
+    apex_group_norm,
     check_patch_shape,
     embedding_channels,
     load_module,
@@ -70,6 +71,7 @@ class EnsembleGenerator:
         self.amp_dtype = amp_dtype(gen.perf.fp_optimizations, self.device)
         self.channels_last = (self.device.type == "cuda" if gen.perf.channels_last is None
                               else gen.perf.channels_last)
+        apex = apex_group_norm(gen.perf.use_apex_gn, self.device, "generation.perf.use_apex_gn")
         self.regression = self.diffusion = self.patching = None
         self.hr_mean_conditioning = False  # set from the diffusion checkpoint when one loads
         self.num_members = 1 if gen.inference_mode == "regression" else gen.num_ensembles
@@ -86,10 +88,10 @@ class EnsembleGenerator:
         # The output layout is checked before any model is loaded.
         self.writer = self._writer() if self.rank == 0 else None
         if gen.inference_mode != "diffusion":
-            self.regression = load_regression_checkpoint(gen, self.dataset).to(self.device)
+            self.regression = load_regression_checkpoint(gen, self.dataset, apex).to(self.device)
         if gen.inference_mode != "regression":
             self.diffusion, self.hr_mean_conditioning = load_diffusion_network(
-                gen, self.dataset)
+                gen, self.dataset, apex)
             self.diffusion = self.diffusion.to(self.device)
             if gen.patching:
                 self.patching = self._grid_patching()
@@ -99,6 +101,8 @@ class EnsembleGenerator:
                 net.amp_mode = self.amp_dtype is not None
                 if self.channels_last:
                     net.to(memory_format=torch.channels_last)
+        if gen.perf.torch_compile and self.regression is not None:
+            self.regression = torch.compile(self.regression)
         if gen.perf.torch_compile and self.diffusion is not None:
             self.diffusion = torch.compile(self.diffusion)
 
@@ -268,13 +272,14 @@ class EnsembleGenerator:
 
 
 
-def load_regression_checkpoint(gen: Any, dataset: Any) -> torch.nn.Module:
+def load_regression_checkpoint(gen: Any, dataset: Any,
+                               use_apex_gn: bool = False) -> torch.nn.Module:
     """The frozen regression UNet of ``gen.io.reg_ckpt_filename``, checked against the dataset
     (and against the facts saved with it, when there are any)."""
     option = "generation.io.reg_ckpt_filename"
     net = load_regression_network(gen.io.reg_ckpt_filename, tuple(dataset.image_shape()),
                                   len(dataset.input_channels()), len(dataset.output_channels()),
-                                  option=option)
+                                  option=option, use_apex_gn=use_apex_gn)
     path = resolve_checkpoint(gen.io.reg_ckpt_filename, option)
     facts = read_facts(path)
     if facts is not None:
@@ -288,11 +293,12 @@ def conditioning_channels(n_in: int, n_out: int, hr_mean: bool, patched: bool,
     return n_in + n_embedding + (n_out if hr_mean else 0) + (n_in if patched else 0)
 
 
-def load_diffusion_network(gen: Any, dataset: Any) -> tuple[torch.nn.Module, bool]:
+def load_diffusion_network(gen: Any, dataset: Any,
+                           use_apex_gn: bool = False) -> tuple[torch.nn.Module, bool]:
     """The diffusion checkpoint of ``gen.io.res_ckpt_filename`` after checking it fits the
     dataset and ``gen.patching``, with whether it is conditioned on the regression mean."""
     option = "generation.io.res_ckpt_filename"
-    net = load_module(gen.io.res_ckpt_filename, option)
+    net = load_module(gen.io.res_ckpt_filename, option, use_apex_gn)
     path = resolve_checkpoint(gen.io.res_ckpt_filename, option)
     where = f"diffusion checkpoint {str(path)!r}"
     image_shape = tuple(dataset.image_shape())

@@ -43,6 +43,7 @@ class GenerationPerformance(StrictModel):
     fp_optimizations: Literal["auto", "fp32", "amp-bf16", "amp-fp16"] = "auto"
     torch_compile: bool = False
     channels_last: bool | None = None
+    use_apex_gn: bool | None = None  # NVIDIA Apex's GroupNorm; null: where Apex is importable
 
 
 class GenerationIO(StrictModel):

@@ -69,13 +69,28 @@ def check_patch_shape(patch_shape: Sequence[int], image_shape: Sequence[int],
     check_spatial_size(patch_shape, model_args, option)
 
 
+def apex_group_norm(option: bool | None, device: torch.device, what: str) -> bool:
+    """Whether the networks use NVIDIA Apex's GroupNorm (``None``: where it can, i.e. on a CUDA
+    device with Apex importable)."""
+    import importlib.util
+
+    available = device.type == "cuda" and importlib.util.find_spec("apex") is not None
+    if option and not available:
+        raise ConfigError(f"{what}=true needs NVIDIA Apex on a CUDA GPU and this run has "
+                          f"{'no Apex' if device.type == 'cuda' else 'no CUDA device'}; "
+                          f"set {what}=null (GroupNorm then runs without Apex)")
+    return available if option is None else option
+
+
 def build_network(model: ModelConfig, image_shape: Sequence[int], n_input: int, n_output: int,
-                  checkpoint_level: int = 0) -> torch.nn.Module:
+                  checkpoint_level: int = 0, use_apex_gn: bool = False) -> torch.nn.Module:
     """A new regression UNet or EDM-preconditioned diffusion network."""
     args = dict(model.model_args)
     args.setdefault("model_type", "SongUNetPosEmbd")
     if checkpoint_level and args["model_type"] in SONG_UNETS:
         args["checkpoint_level"] = checkpoint_level
+    if use_apex_gn and args["model_type"] in SONG_UNETS:
+        args["use_apex_gn"] = True
     check_spatial_size(image_shape, args, "the dataset's image shape",
                        "convert the data again with python -m datasets.convert and a --window "
                        "that is a multiple of {multiple} (for whole domains: --window full "
@@ -122,16 +137,22 @@ def _samples_seen(path: Path) -> int:
         return -1
 
 
-def load_module(path: str | Path, what: str) -> torch.nn.Module:
-    """Load any physicsnemo module from a ``.mdlus`` file, with a clear error if it is not one."""
+def load_module(path: str | Path, what: str, use_apex_gn: bool = False) -> torch.nn.Module:
+    """Load any physicsnemo module from a ``.mdlus`` file, with a clear error if it is not one.
+
+    A network saved with Apex's GroupNorm loads with torch's (same weights) unless
+    ``use_apex_gn``: checkpoints trained on GPUs with Apex must load anywhere."""
     import physicsnemo
 
     from helpers.checkpoint_safety import check_mdlus
 
     path = resolve_checkpoint(path, what)
-    check_mdlus(path, what)
+    args = check_mdlus(path, what)
+    recorded = args.get("__args__")
+    saved = isinstance(recorded, dict) and bool(recorded.get("use_apex_gn", False))
+    override = {"use_apex_gn": use_apex_gn} if saved != use_apex_gn else None
     try:
-        return physicsnemo.Module.from_checkpoint(str(path))
+        return physicsnemo.Module.from_checkpoint(str(path), override_args=override)
     except Exception as err:  # corrupt zip, wrong format, unknown class, ...
         raise CheckpointError(
             f"{what}: {str(path)!r} is not a readable physicsnemo checkpoint "
@@ -141,10 +162,10 @@ def load_module(path: str | Path, what: str) -> torch.nn.Module:
 
 def load_regression_network(path: str | Path, image_shape: Sequence[int], n_input: int,
                             n_output: int,
-                            option: str = "training.io.regression_checkpoint_path"
-                            ) -> torch.nn.Module:
+                            option: str = "training.io.regression_checkpoint_path",
+                            use_apex_gn: bool = False) -> torch.nn.Module:
     """The trained regression UNet, frozen, after checking it fits the dataset."""
-    net = load_module(path, option)
+    net = load_module(path, option, use_apex_gn)
     where = f"regression checkpoint {str(resolve_checkpoint(path, option))!r}"
     if hasattr(net, "sigma_data"):
         raise CheckpointError(

@@ -39,7 +39,6 @@ NO_EFFECT: dict[str, tuple[Any, str]] = {
     "generation.has_lead_time": (False, "lead-time-aware models are not available in this "
                                         "version"),
 }
-APEX_KEYS = ("generation.perf.use_apex_gn", "training.perf.use_apex_gn")
 
 
 def _pop(config: dict, dotted: str) -> tuple[bool, Any]:
@@ -102,22 +101,9 @@ def translate_reference_keys(config: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{key}={value!r} is a reference workflow option with no "
                               f"equivalent here: {advice}; remove it")
         logger.warning("%s (a reference workflow option) has no effect here; ignored", key)
-    for key in APEX_KEYS:
-        found, value = _pop(config, key)
-        if found and value and not _cuda_available():
-            raise ConfigError(f"{key}=true needs NVIDIA Apex on a CUDA GPU and this machine has "
-                              "none; remove it (GroupNorm runs without Apex)")
-        if found:
-            logger.warning("%s (a reference workflow option) is not used here; ignored", key)
     return config
 
 
 def _warn_renamed(old: str, new: str, note: str = "") -> None:
     logger.warning("%s is the reference workflow's key; this project reads it as %s%s (use "
                    "that name to silence this warning)", old, new, note)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

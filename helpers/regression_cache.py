@@ -97,8 +97,10 @@ class RegressionMeanCache:
             self.done[indices[missing]] = True  # after the values: a flag never precedes them
         self.computed += int(missing.size)
         self.reused += int(indices.size - missing.size)
-        return torch.from_numpy(np.ascontiguousarray(self.values[indices])).to(
-            img_lr.device, non_blocking=True)
+        means = torch.from_numpy(np.ascontiguousarray(self.values[indices]))
+        if img_lr.device.type == "cuda":  # from pageable memory the copy would wait for the GPU
+            means = means.pin_memory()
+        return means.to(img_lr.device, non_blocking=True)
 
 
 def _remove_stale(keep: Path) -> None:

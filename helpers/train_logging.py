@@ -34,12 +34,19 @@ class TrainingReporter:
         self._losses: list[float] = []
         self._grad_norms: list[float] = []
 
-    def step(self, samples: int, loss: float, lr: float, grad_norm: float) -> None:
-        self._losses.append(loss)
-        self._grad_norms.append(grad_norm)
+    def advance(self, samples: int) -> None:
+        """Move the progress bar after a step (its loss may still be on the device)."""
         if self.bar is not None:
             self.bar.update(samples - self.bar.n)
-            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+
+    def record(self, steps: list[tuple[float, float]], lr: float) -> None:
+        """The (loss, gradient norm) of the steps read back from the device since the last
+        call."""
+        for loss, grad_norm in steps:
+            self._losses.append(loss)
+            self._grad_norms.append(grad_norm)
+        if self.bar is not None and steps:
+            self.bar.set_postfix(loss=f"{steps[-1][0]:.4f}", lr=f"{lr:.2e}", refresh=False)
 
     def report(self, samples: int, lr: float) -> None:
         """Mean loss, gradient norm (before clipping) and throughput since the last report."""

@@ -28,7 +28,7 @@ from helpers.distributed import (
     broadcast_object,
     is_multi_process,
 )
-from helpers.errors import CheckpointError, TrainingDiverged
+from helpers.errors import CheckpointError, ConfigError, TrainingDiverged
 from helpers.initial_weights import transfer_weights
 from helpers.keyed_noise import (
     TRAIN_NOISE,
@@ -43,6 +43,7 @@ from helpers.masked_loss import per_sample_loss, regression_mean
 from helpers.model_facts import channel_facts, statistics_fingerprint
 from helpers.models import (
     PatchEmbeddingOrder,
+    apex_group_norm,
     build_network,
     check_patch_shape,
     load_regression_network,
@@ -90,8 +91,11 @@ class Trainer:
             logger.info("the dataset marks missing target values: missing target pixels are "
                         "left out of the loss (a mean over valid pixels)")
         n_in, n_out = len(self.dataset.input_channels()), len(self.dataset.output_channels())
+        self.use_apex_gn = apex_group_norm(perf.use_apex_gn, self.device,
+                                           "training.perf.use_apex_gn")
         self.net = build_network(config.model, self.image_shape, n_in, n_out,
-                                 perf.songunet_checkpoint_level).to(self.device)
+                                 perf.songunet_checkpoint_level,
+                                 self.use_apex_gn).to(self.device)
         if perf.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.precision = resolve_precision(perf.fp_optimizations, self.device)
@@ -107,6 +111,8 @@ class Trainer:
                                           eps=1e-8, fused=fused or None)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype is torch.float16)
+        self.host_sync_steps = self._host_sync_steps(bool(fused))
+        self._pending: list[tuple[int, torch.Tensor]] = []  # (samples, [loss, grad norm])
         self.store = CheckpointStore(self.run_dir / f"checkpoints_{config.model.name}",
                                      type(self.net).__name__, io.save_n_recent_checkpoints)
         self.fingerprint = {
@@ -136,6 +142,8 @@ class Trainer:
             )
         if perf.torch_compile:
             net = torch.compile(net)
+            if isinstance(self.loss_fn, KeyedResidualLoss):
+                self.loss_fn.regression_net = torch.compile(self.loss_fn.regression_net)
         self.loss_net = PatchEmbeddingOrder(net) if self.patched else net
         self.batches = iter(self._train_loader())
 
@@ -144,6 +152,20 @@ class Trainer:
         if self.rank == 0:
             ensure_writable_directory(self.run_dir, "training.io.checkpoint_dir")
 
+    def _host_sync_steps(self, fused: bool) -> int:
+        """Steps between host reads of the loss: several only where the fused optimizer can
+        skip a non-finite step on the device (and no fp16 loss scaling needs the host)."""
+        deferrable = fused and not self.scaler.is_enabled()
+        steps = self.perf.host_sync_steps
+        if steps is None:
+            return 8 if deferrable else 1
+        if steps > 1 and not deferrable:
+            raise ConfigError(
+                f"training.perf.host_sync_steps={steps} needs the fused optimizer "
+                "(training.perf.fused_optimizer=true) and no fp16 (bf16 or fp32), which skip "
+                "non-finite steps on the device; set it to 1 or null")
+        return steps
+
     def _build_loss(self, n_in: int, n_out: int):
         from physicsnemo.diffusion.metrics import RegressionLoss
 
@@ -151,7 +173,8 @@ class Trainer:
         if model.name == "regression":
             return RegressionLoss(), None
         regression = load_regression_network(
-            self.io.regression_checkpoint_path, self.image_shape, n_in, n_out
+            self.io.regression_checkpoint_path, self.image_shape, n_in, n_out,
+            use_apex_gn=self.use_apex_gn,
         ).to(self.device)
         regression.amp_mode = self.amp_dtype is not None
         patching = None
@@ -293,7 +316,13 @@ class Trainer:
                                    self.patching, self.masked_targets, mean_hr)
 
     def train_step(self) -> float:
-        """One optimizer step over ``total_batch_size`` samples; returns the mean loss."""
+        """One optimizer step over ``total_batch_size`` samples; returns the mean loss (read
+        from the device at once: the loop itself reads every ``host_sync_steps`` steps)."""
+        self.step()
+        return self.sync()[-1][0]
+
+    def step(self) -> None:
+        """One optimizer step, leaving its loss and gradient norm on the device."""
         lr = learning_rate(self.samples + self.hp.total_batch_size, self.hp.lr,
                            self.hp.lr_rampup, self.hp.lr_decay, self.hp.lr_decay_rate)
         for group in self.optimizer.param_groups:
@@ -321,33 +350,52 @@ class Trainer:
         else:  # the norm alone, for the non-finite check: no pass rescaling the gradients
             norm = torch.nn.utils.get_total_norm(
                 [p.grad for p in self.net.parameters() if p.grad is not None])
-        # One device-to-host read for both numbers.
-        loss_value, grad_norm = torch.stack(
-            [all_reduce_mean(local_loss), norm.to(local_loss.device).float()]).tolist()
-        if not math.isfinite(loss_value) or (
-            not self.scaler.is_enabled() and not math.isfinite(grad_norm)
-        ):
-            self._skip_step(loss_value, grad_norm)
+        stats = torch.stack([all_reduce_mean(local_loss), norm.to(local_loss.device).float()])
+        if self.host_sync_steps > 1:
+            # The fused kernel leaves weights, moments and step count alone when found_inf
+            # is set, exactly as a skipped step would: no host read needed.
+            self.optimizer.found_inf = (~torch.isfinite(stats).all()).float()
+            self.optimizer.step()
+        elif self._nonfinite(*stats.tolist()):  # one device-to-host read for both numbers
+            self.optimizer.zero_grad(set_to_none=True)
         else:
             self.scaler.step(self.optimizer)
-            self.nonfinite_streak = 0
         self.scaler.update()
         self.samples += self.hp.total_batch_size
         self.lr = lr
-        self.grad_norm = grad_norm
-        return loss_value
+        self._pending.append((self.samples, stats))
 
-    def _skip_step(self, loss_value: float, grad_norm: float) -> None:
+    def _nonfinite(self, loss_value: float, grad_norm: float) -> bool:
+        # With fp16 loss scaling, an infinite gradient only lowers the scale (the scaler skips).
+        return not math.isfinite(loss_value) or (
+            not self.scaler.is_enabled() and not math.isfinite(grad_norm))
+
+    def sync(self) -> list[tuple[float, float]]:
+        """Read the steps' losses and gradient norms since the last read, in order, counting
+        non-finite (skipped) steps; raises once too many came in a row."""
+        if not self._pending:
+            return []
+        values = torch.stack([stats for _, stats in self._pending]).tolist()
+        samples = [at for at, _ in self._pending]
+        self._pending.clear()
+        for at, (loss_value, grad_norm) in zip(samples, values, strict=True):
+            if self._nonfinite(loss_value, grad_norm):
+                self._skipped(loss_value, grad_norm, at)
+            else:
+                self.nonfinite_streak = 0
+        self.grad_norm = values[-1][1]
+        return values
+
+    def _skipped(self, loss_value: float, grad_norm: float, samples: int) -> None:
         self.nonfinite_streak += 1
-        self.optimizer.zero_grad(set_to_none=True)
         logger.warning("non-finite loss %s or gradient norm %s at %d samples: step skipped "
-                       "(%d in a row)", loss_value, grad_norm, self.samples,
+                       "(%d in a row)", loss_value, grad_norm, samples - self.hp.total_batch_size,
                        self.nonfinite_streak)
         if self.nonfinite_streak >= self.hp.max_consecutive_nonfinite:
             raise TrainingDiverged(
                 f"the loss or gradients were non-finite for {self.nonfinite_streak} steps in a "
-                f"row (at {self.samples} samples); lower training.hp.lr, set "
-                "training.hp.grad_clip_threshold, use fp32, or check the data for NaN"
+                f"row (at {samples - self.hp.total_batch_size} samples); lower training.hp.lr, "
+                "set training.hp.grad_clip_threshold, use fp32, or check the data for NaN"
             )
 
     def validate(self) -> float:
@@ -400,16 +448,20 @@ class Trainer:
         try:
             while self.samples < duration:
                 before = self.samples
-                loss = self.train_step()
-                reporter.step(self.samples, loss, self.lr, self.grad_norm)
+                self.step()
+                reporter.advance(self.samples)
                 done = self.samples >= duration
-                if _crossed(before, self.samples, io.print_progress_freq) or done:
+                report = _crossed(before, self.samples, io.print_progress_freq) or done
+                validate = self.valid_dataset is not None and (
+                    _crossed(before, self.samples, io.validation_freq) or done)
+                save = _crossed(before, self.samples, io.save_checkpoint_freq) or done
+                if report or validate or save or len(self._pending) >= self.host_sync_steps:
+                    reporter.record(self.sync(), self.lr)
+                if report:
                     reporter.report(self.samples, self.lr)
-                if self.valid_dataset is not None and (
-                    _crossed(before, self.samples, io.validation_freq) or done
-                ):
+                if validate:
                     reporter.validation(self.samples, self.validate())
-                if _crossed(before, self.samples, io.save_checkpoint_freq) or done:
+                if save:
                     self.save()
         finally:
             reporter.close()

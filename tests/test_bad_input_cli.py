@@ -224,3 +224,13 @@ def test_malformed_checkpoint_args_through_generate(data_dir, checkpoints, tmp_p
     line = fails(*generation(data_dir, {**checkpoints, "regression": str(crafted)},
                              tmp_path / "out.nc"))
     assert "refusing to load class subprocess.Popen" in line
+
+
+def test_apex_group_norm_without_a_gpu(data_dir, checkpoints, tmp_path):
+    line = fails(*generation(data_dir, checkpoints, tmp_path / "out.nc",
+                             "++generation.perf.use_apex_gn=true"))
+    assert ("generation.perf.use_apex_gn=true needs NVIDIA Apex on a CUDA GPU and this run has "
+            "no CUDA device; set generation.perf.use_apex_gn=null") in line
+    assert not (tmp_path / "out.nc").exists()
+    line = fails(*training(data_dir, tmp_path / "run", "++training.perf.use_apex_gn=true"))
+    assert "training.perf.use_apex_gn=true needs NVIDIA Apex on a CUDA GPU" in line

@@ -49,6 +49,30 @@ def test_genuine_checkpoint_passes_and_loads(genuine_mdlus):
     assert type(load_module(genuine_mdlus, "test")).__name__ == "CorrDiffRegressionUNet"
 
 
+def test_checkpoint_saved_with_apex_group_norm_loads_without_apex(tmp_path):
+    """Published checkpoints trained on GPUs with Apex record ``use_apex_gn: true``; they load
+    here with torch's GroupNorm and the same weights (physicsnemo alone would refuse)."""
+    from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
+
+    genuine = tmp_path / "plain.mdlus"  # 3 inputs + 4 positional channels
+    CorrDiffRegressionUNet(img_resolution=[16, 16], img_in_channels=7, img_out_channels=2,
+                           **TINY_ARCH).save(str(genuine))
+    with zipfile.ZipFile(genuine) as archive:
+        args = json.loads(archive.read("args.json"))
+    args["__args__"]["use_apex_gn"] = True
+    apex = tmp_path / "apex.mdlus"
+    rewrite(genuine, apex, **{"args.json": json.dumps(args).encode()})
+    import physicsnemo
+
+    with pytest.raises(ValueError, match="apex"):
+        physicsnemo.Module.from_checkpoint(str(apex))
+    loaded, plain = load_module(apex, "test"), load_module(genuine, "test")
+    assert loaded.model.use_apex_gn is False
+    x, img_lr = torch.zeros(2, 2, 16, 16), torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(x=x, img_lr=img_lr), plain(x=x, img_lr=img_lr),
+                               rtol=0, atol=0)
+
+
 def test_args_naming_another_module_is_refused_before_import(genuine_mdlus, tmp_path,
                                                               monkeypatch):
     marker = tmp_path / "imported"

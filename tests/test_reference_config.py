@@ -73,13 +73,13 @@ def test_reference_generation_keys_are_translated_with_warnings(tmp_path, caplog
     assert generation.sampler.num_steps == 12 and generation.sampler.type == "stochastic"
     assert generation.perf.fp_optimizations == "amp-fp16"
     assert generation.perf.torch_compile is False
+    assert generation.perf.use_apex_gn is False  # the same key here
     text = caplog.text
     for old, new in (("sampler.num_steps", "generation.sampler.num_steps"),
                      ("generation.perf.use_fp16", "generation.perf.fp_optimizations"),
                      ("generation.perf.use_torch_compile", "generation.perf.torch_compile")):
         assert f"{old} is the reference workflow's key; this project reads it as {new}" in text
-    for ignored in ("num_writer_workers", "io_synchronous", "profile_mode", "use_apex_gn",
-                    "has_lead_time"):
+    for ignored in ("num_writer_workers", "io_synchronous", "profile_mode", "has_lead_time"):
         assert f"{ignored} (a reference workflow option)" in text
 
 
@@ -87,7 +87,6 @@ def test_reference_generation_keys_are_translated_with_warnings(tmp_path, caplog
     (lambda c: c.update(wandb={"mode": "offline"}), "wandb.* is a key of the reference "
                                                      "workflow with no equivalent here"),
     (lambda c: c["generation"]["perf"].update(profile_mode=True), "profile with nsys"),
-    (lambda c: c["generation"]["perf"].update(use_apex_gn=True), "needs NVIDIA Apex on a CUDA"),
     (lambda c: c["generation"].update(has_lead_time=True), "lead-time-aware models are not"),
 ])
 def test_reference_keys_without_equivalent_stop_with_advice(tmp_path, change, message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -253,6 +254,81 @@ def test_nonfinite_loss_skips_steps_then_stops(data_dir, tmp_path):
     assert trainer.nonfinite_streak == 0
 
 
+def nan_on(trainer: Trainer, bad_steps: set[int]):
+    """Make the loss NaN on the given steps (counted from 0)."""
+    original, calls = trainer.loss_fn, []
+
+    def loss(**kwargs):
+        calls.append(None)
+        value = original(**kwargs)
+        return value * float("nan") if len(calls) - 1 in bad_steps else value
+
+    trainer.loss_fn = loss
+
+
+def test_deferred_host_reads_skip_nonfinite_steps_on_the_device(data_dir, tmp_path):
+    """Reading the loss every 4 steps (non-finite steps skipped by the fused kernel on the
+    device) trains exactly as reading it every step (skipped on the host)."""
+    runs = {}
+    for every in (1, 4):
+        config = tiny_config(data_dir, tmp_path / str(every), training_duration=64)
+        config["training"]["perf"].update(fused_optimizer=True, host_sync_steps=every)
+        trainer = make_trainer(config)
+        assert trainer.host_sync_steps == every
+        nan_on(trainer, {2, 3})
+        losses, streaks = [], []
+        for step in range(8):
+            trainer.step()
+            if (step + 1) % every == 0:
+                losses += [loss for loss, _ in trainer.sync()]
+                streaks.append(trainer.nonfinite_streak)
+        runs[every] = (trainer, losses, streaks)
+    (one, losses_one, streaks_one), (four, losses_four, streaks_four) = runs[1], runs[4]
+    assert [math.isnan(v) for v in losses_one] == [False, False, True, True] + [False] * 4
+    torch.testing.assert_close(torch.tensor(losses_four), torch.tensor(losses_one),
+                               rtol=0, atol=0, equal_nan=True)
+    assert streaks_one == [0, 0, 1, 2, 0, 0, 0, 0] and streaks_four == [2, 0]
+    assert_same_weights(weights(four), weights(one), atol=0)
+    steps = {int(state["step"]) for state in four.optimizer.state_dict()["state"].values()}
+    assert steps == {6}  # the two skipped steps are not counted by Adam either
+
+
+def test_deferred_host_reads_still_stop_a_diverged_run(data_dir, tmp_path):
+    config = tiny_config(data_dir, tmp_path, training_duration=64)
+    config["training"]["hp"]["max_consecutive_nonfinite"] = 3
+    config["training"]["perf"].update(fused_optimizer=True, host_sync_steps=4)
+    trainer = make_trainer(config)
+    before = weights(trainer)
+    nan_on(trainer, set(range(8)))
+    for _ in range(3):
+        trainer.step()  # no host read: nothing raised yet
+    assert_same_weights(before, weights(trainer), atol=0)
+    with pytest.raises(TrainingDiverged, match="non-finite for 3 steps in a row"):
+        trainer.sync()
+
+
+def test_the_loop_reads_the_device_every_host_sync_steps(data_dir, tmp_path):
+    config = tiny_config(data_dir, tmp_path, training_duration=48)  # 12 steps of 4
+    config["training"]["perf"].update(fused_optimizer=True, host_sync_steps=5)
+    config["training"]["io"].update(print_progress_freq=10_000, save_checkpoint_freq=10_000,
+                                    validation_freq=10_000)
+    trainer = make_trainer(config)
+    reads, sync = [], trainer.sync
+    trainer.sync = lambda: reads.append(len(trainer._pending)) or sync()
+    trainer.run()
+    assert reads == [5, 5, 2]  # every 5 steps, and at the end (report, validation, save)
+
+
+def test_host_sync_defaults_and_refusal(data_dir, tmp_path):
+    config = tiny_config(data_dir, tmp_path, training_duration=8)
+    assert make_trainer(config).host_sync_steps == 1  # CPU: plain Adam, reads are free
+    config["training"]["perf"]["fused_optimizer"] = True
+    assert make_trainer(config).host_sync_steps == 8
+    config["training"]["perf"].update(fused_optimizer=False, host_sync_steps=4)
+    with pytest.raises(ConfigError, match=r"host_sync_steps=4 needs the fused optimizer"):
+        make_trainer(config)
+
+
 def test_never_saves_a_nonfinite_checkpoint(data_dir, tmp_path):
     trainer = make_trainer(tiny_config(data_dir, tmp_path))
     with torch.no_grad():
@@ -374,6 +450,8 @@ def test_performance_options_match_the_plain_run(data_dir, tmp_path, perf, rel):
     assert trainer.net.amp_mode == perf.get("fp_optimizations", "fp32").startswith("amp")
     assert trainer.scaler.is_enabled() == (perf.get("fp_optimizations") == "amp-fp16")
     assert (trainer.loss_net is not trainer.net) == perf.get("torch_compile", False)
+    compiled_regression = type(trainer.loss_fn.regression_net).__name__ == "OptimizedModule"
+    assert compiled_regression == perf.get("torch_compile", False)
     assert bool(trainer.optimizer.defaults["fused"]) == perf.get("fused_optimizer", False)
     assert losses == pytest.approx(runs["plain"][1], rel=rel)
     difference = update_difference(weights(trainer), weights(runs["plain"][0]), start)
