@@ -5,9 +5,10 @@ builds untrained, randomly initialised regression and diffusion networks of the 
 size (``conf/model/corrdiff_*_mini.yaml``; ``--size cpu`` for the smaller CPU models), saves
 them as ``.mdlus`` files in a temp dir and times the whole generation path,
 ``EnsembleGenerator.run()``: reading the samples, the regression mean, the stochastic EDM
-sampler (Heun, 18 steps by default), denormalising and writing the NetCDF file. Throughput does
-not depend on the weights, so nothing is trained. Two configs generate the same times and
-members and differ only in ``generation.seed_batch_size`` and ``times_per_batch``:
+sampler (Heun, 9 steps by default, as generation's default), denormalising and writing the
+NetCDF file. Throughput does not depend on the weights, so nothing is trained. Two configs
+generate the same times and members and differ only in ``generation.seed_batch_size`` and
+``times_per_batch``:
 
 - batched: ``seed_batch_size = members``, ``times_per_batch = times``: all members of all
   times in one sampler call, one regression call for all times;
@@ -20,8 +21,11 @@ over all time of that config, the ratio is the median over rounds of batched/one
 members/s from the two adjacent runs. ``--mode predict`` times ``EnsembleGenerator.predict()``
 per time instead (no gathering, no writing). Forward hooks count the network calls: the
 regression network runs once per time one at a time and once per run batched; the diffusion
-network runs 2 x steps - 1 times (Heun) per batch: 35 per run batched, 35 x members x times
-one at a time.
+network runs 2 x steps - 1 times (Heun) per batch: 17 per run batched, 17 x members x times
+one at a time. Model FLOPs per member (``torch.utils.flop_counter`` on one forward of each
+network) give the TFLOP/s achieved and, on a GPU whose bf16 peak is known
+(``benchmarks/device_info.py``), the model FLOP utilisation; peak memory is
+``torch.cuda.max_memory_allocated`` on CUDA and the peak resident memory on CPU.
 "other processes" is the share of the machine's CPU other processes used during the timing:
 on a 2-core machine a busy neighbour slows everything, most of all with as many threads as
 cores (oversubscription), so the numbers mean little unless it stays below the share this
@@ -33,8 +37,8 @@ run leaves idle (1 - threads / cores); with a neighbour use ``--threads 1``.
     python benchmarks/bench_generate.py --mode predict --json
 
 Defaults are chosen so that a run on a 2-core CPU takes one to two minutes: there a Mini
-member (35 diffusion forwards of one 64x64 image) takes about 2.6 s with 2 threads and 5 s
-with 1, so ``--members 4 --times 1 --rounds 3`` (each config run three times) is about 75 s
+member (17 diffusion forwards of one 64x64 image) takes about 1.3 s with 2 threads and 2.5 s
+with 1, so ``--members 4 --times 1 --rounds 3`` (each config run three times) is about 40 s
 of timing on an idle machine. On a GPU use more, e.g. ``--members 16 --times 4``. On that
 CPU batching gains little (ratio 1.0-1.1x for Mini, ~1.2x for the CPU size: one 64x64
 member already keeps 2 cores busy); the gain is expected on a GPU. Run on one process.
@@ -57,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks.device_info import device_name  # noqa: E402
+from benchmarks.device_info import bf16_peak_tflops, device_name  # noqa: E402
 
 CONFIGS = ("batched", "one at a time")
 
@@ -151,13 +155,36 @@ def generation_config(dataset: dict, checkpoints: dict[str, str], times: list[st
     }
 
 
+def count_flops_per_time(gen, img_lr: torch.Tensor, condition: torch.Tensor,
+                         args: argparse.Namespace) -> float:
+    """Model FLOPs to generate one time: one regression forward and, per member, the
+    sampler's 2 x steps - 1 diffusion forwards (counted on one forward of each network)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = img_lr.device
+    with torch.inference_mode(), FlopCounterMode(display=False) as regression:
+        gen._regression_mean(img_lr)
+    with torch.inference_mode(), FlopCounterMode(display=False) as diffusion:
+        gen.diffusion(torch.zeros(1, gen.n_out, *gen.image_shape, device=device), condition,
+                      torch.ones(1, device=device))
+    return float(regression.get_total_flops()
+                 + diffusion.get_total_flops() * (2 * args.steps - 1) * args.members)
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=["mini", "cpu"], default="mini",
                         help="network size: conf/model/corrdiff_*_<size>.yaml (default mini)")
     parser.add_argument("--members", type=int, default=4, help="ensemble members per time")
     parser.add_argument("--times", type=int, default=1, help="times generated per run")
-    parser.add_argument("--steps", type=int, default=18, help="stochastic sampler steps")
+    parser.add_argument("--steps", type=int, default=9, help="stochastic sampler steps")
     parser.add_argument("--rounds", type=int, default=3,
                         help="timed runs of each config, in alternating order")
     parser.add_argument("--mode", choices=["run", "predict"], default="run",
@@ -169,6 +196,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "synthetic",
                         help="synthetic dataset directory (generated in a temp dir if absent)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak for MFU (default: its bf16 data-sheet peak)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = parser.parse_args(argv)
     for name in ("members", "times", "steps", "rounds"):
@@ -238,9 +267,12 @@ def main(argv: list[str] | None = None) -> dict:
                 gen.diffusion(torch.zeros(batch, gen.n_out, *gen.image_shape, device=device),
                               condition.expand(batch, -1, -1, -1),
                               torch.ones(batch, device=device))
+        flops_per_time = count_flops_per_time(gen, img_lr, condition, args)
         sync()
         for regression, diffusion in counters.values():
             regression.calls = diffusion.calls = 0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
 
         print(f"device: {device_name(device)}, torch {torch.__version__}, "
               f"threads: {torch.get_num_threads()}", flush=True)
@@ -271,6 +303,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"  round {round_index + 1}: {name:<13} {seconds[name][-1]:8.2f} s "
                       f"(other processes {busy[name][-1]:.0%})", file=sys.stderr, flush=True)
         others = load.share()
+        peak_mib = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                    else peak_rss_mib())
 
     members_per_run = args.members * args.times
     runs = args.times if args.mode == "run" else args.rounds * args.times  # calls counted
@@ -289,15 +323,27 @@ def main(argv: list[str] | None = None) -> dict:
                                         for name in CONFIGS},
         "other_processes_cpu": others,
         "other_processes_cpu_per_run": busy,
+        "gflop_per_member": flops_per_time / args.members / 1e9,
+        "peak_mib": peak_mib,
+        "memory": "max_memory_allocated" if device.type == "cuda" else "peak RSS",
     }
     results["ratio"] = statistics.median(results["round_ratios"])
+    peak = args.peak_tflops or (bf16_peak_tflops(results["device"])
+                                if device.type == "cuda" else None)
+    results["achieved_tflops"] = {
+        name: results["members_per_s"][name] * results["gflop_per_member"] / 1e3
+        for name in CONFIGS}
+    results["mfu"] = ({name: tflops / peak for name, tflops in
+                       results["achieved_tflops"].items()} if peak else None)
     for name in CONFIGS:
         print(f"{name:<13} (seed_batch_size={args.members if name == 'batched' else 1}, "
               f"times_per_batch={args.times if name == 'batched' else 1}): "
               f"{results['members_per_s'][name]:.3f} members/s  "
               f"(runs: {', '.join(f'{s:.1f}' for s in seconds[name])} s; other processes "
               f"{', '.join(f'{b:.0%}' for b in busy[name])}; "
-              f"set-up {setup_s[name]:.1f} s)")
+              f"set-up {setup_s[name]:.1f} s); "
+              f"{results['achieved_tflops'][name]:.3f} TFLOP/s"
+              + (f", MFU {results['mfu'][name]:.1%}" if results["mfu"] else ""))
     print(f"ratio batched / one at a time: {results['ratio']:.2f}x (median over rounds of "
           f"{', '.join(f'{r:.2f}' for r in results['round_ratios'])})")
     regression = set(results["regression_forwards_per_time"].values())
@@ -318,6 +364,10 @@ def main(argv: list[str] | None = None) -> dict:
     elif others > 0.1:
         note = " (other work on the machine, on cores this run's threads did not need)"
     print(f"other processes: {others:.0%} of the CPU{note}")
+    print(f"model FLOPs: {results['gflop_per_member']:.2f} GFLOP per member "
+          f"(torch.utils.flop_counter); peak memory ({results['memory']}): {peak_mib:.0f} MiB"
+          + ("" if results["mfu"] or device.type != "cuda" else
+             "; MFU: unknown bf16 peak for this GPU, give --peak-tflops"))
     if args.json:
         print(json.dumps(results))
     return results

@@ -3,12 +3,23 @@
 synthetic generated file; prints both times, their ratio and the largest difference.
 
     python benchmarks/bench_score.py [--times 24] [--members 16] [--size 128] [--vars 4]
+
+``--versus "COMMAND {file} {out}"`` also times whole processes side by side, in alternating
+rounds: ``python score_samples.py {file} {out}`` (start-up, imports, reading, scoring, writing)
+against another scorer's command line, e.g. the reference CorrDiff example's
+``score_samples.py`` in an environment that has its dependencies (xskillscore, dask):
+
+    python benchmarks/bench_score.py --times 48 --members 16 --size 256 \
+        --versus "/path/to/venv/bin/python /path/to/corrdiff/score_samples.py {file} {out}"
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +66,34 @@ def reference(path: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def whole_process_seconds(command: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(f"bench_score: {shlex.join(command)} failed:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def versus(path: Path, template: str, rounds: int) -> None:
+    """Whole-process times of ours and of another scorer on the same file, alternating."""
+    out_dir = path.parent
+    ours_command = [sys.executable, str(ROOT / "score_samples.py"), str(path),
+                    str(out_dir / "ours.nc"), "--no-progress"]
+    other_command = shlex.split(template.format(file=path, out=out_dir / "other.nc"))
+    ours, other = [], []
+    for round_index in range(rounds):
+        pair = [(ours_command, ours), (other_command, other)]
+        for command, times in pair if round_index % 2 == 0 else pair[::-1]:
+            times.append(whole_process_seconds(command))
+    median = statistics.median
+    print(f"whole process, median of {rounds} alternating rounds: ours {median(ours):.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in ours)}), other {median(other):.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in other)}): ours is {median(other) / median(ours):.2f}x "
+          "faster")
+    print(f"other: {shlex.join(other_command)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--times", type=int, default=24)
@@ -62,6 +101,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--vars", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2, help="timed runs of ours (best)")
+    parser.add_argument("--versus", help="another scorer's command line with {file} and {out}, "
+                        "timed as a whole process against ours")
+    parser.add_argument("--process-rounds", type=int, default=3,
+                        help="alternating whole-process runs of each with --versus")
     args = parser.parse_args()
     variables = VARIABLES[: args.vars]
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,6 +129,8 @@ def main() -> None:
             t_one.append(time.perf_counter() - start)
         t_ours, t_one = min(t_ours), min(t_one)
         xr.testing.assert_identical(scores, single)
+        if args.versus:
+            versus(path, args.versus, args.process_rounds)
     worst = max(float(np.max(np.abs(scores[v].sel(metric=k).values - expected[v][k])))
                 for v in variables for k in COMPARED)
     ranks_equal = all(np.array_equal(scores[f"{v}_rank_histogram"].values, expected[v]["ranks"])

@@ -68,9 +68,11 @@ class Performance(StrictModel):
 
     # auto: bf16 autocast on a CUDA device that has bf16, fp32 elsewhere
     fp_optimizations: Literal["auto", "fp32", "amp-bf16", "amp-fp16"] = "auto"
-    torch_compile: bool = False
+    # null: on where the run has a CUDA device, off elsewhere (compiling costs minutes of
+    # start-up and gains little on a CPU).
+    torch_compile: bool | None = None
     dataloader_workers: int = Field(2, ge=0)
-    channels_last: bool = False
+    channels_last: bool | None = None
     songunet_checkpoint_level: int = Field(0, ge=0)
     # Diffusion: keep each sample's frozen regression output after its first use (see
     # helpers/regression_cache.py), unless the cache would exceed this size.

@@ -71,6 +71,8 @@ class EnsembleGenerator:
         self.amp_dtype = amp_dtype(gen.perf.fp_optimizations, self.device)
         self.channels_last = (self.device.type == "cuda" if gen.perf.channels_last is None
                               else gen.perf.channels_last)
+        self.torch_compile = (self.device.type == "cuda" if gen.perf.torch_compile is None
+                              else gen.perf.torch_compile)
         apex = apex_group_norm(gen.perf.use_apex_gn, self.device, "generation.perf.use_apex_gn")
         self.regression = self.diffusion = self.patching = None
         self.hr_mean_conditioning = False  # set from the diffusion checkpoint when one loads
@@ -101,9 +103,9 @@ class EnsembleGenerator:
                 net.amp_mode = self.amp_dtype is not None
                 if self.channels_last:
                     net.to(memory_format=torch.channels_last)
-        if gen.perf.torch_compile and self.regression is not None:
+        if self.torch_compile and self.regression is not None:
             self.regression = torch.compile(self.regression)
-        if gen.perf.torch_compile and self.diffusion is not None:
+        if self.torch_compile and self.diffusion is not None:
             self.diffusion = torch.compile(self.diffusion)
 
     # ------------------------------------------------------------------------------ set-up
@@ -235,7 +237,7 @@ class EnsembleGenerator:
     def run(self) -> Path:
         output = Path(self.gen.io.output_filename)
         times = [self.dataset.time()[i] for i in self.indices]
-        dynamo = (contextlib.nullcontext() if self.gen.perf.torch_compile
+        dynamo = (contextlib.nullcontext() if self.torch_compile
                   else torch._dynamo.config.patch(disable=True))
         writer = self.writer
         with dynamo, writer if writer is not None else contextlib.nullcontext():

@@ -41,7 +41,7 @@ class GenerationPerformance(StrictModel):
     """``auto`` / ``null``: on where generation runs on a CUDA device, off elsewhere."""
 
     fp_optimizations: Literal["auto", "fp32", "amp-bf16", "amp-fp16"] = "auto"
-    torch_compile: bool = False
+    torch_compile: bool | None = None
     channels_last: bool | None = None
     use_apex_gn: bool | None = None  # NVIDIA Apex's GroupNorm; null: where Apex is importable
 

@@ -91,19 +91,21 @@ class Trainer:
             logger.info("the dataset marks missing target values: missing target pixels are "
                         "left out of the loss (a mean over valid pixels)")
         n_in, n_out = len(self.dataset.input_channels()), len(self.dataset.output_channels())
+        on_cuda = self.device.type == "cuda"
+        self.channels_last = on_cuda if perf.channels_last is None else perf.channels_last
+        self.torch_compile = on_cuda if perf.torch_compile is None else perf.torch_compile
         self.use_apex_gn = apex_group_norm(perf.use_apex_gn, self.device,
                                            "training.perf.use_apex_gn")
         self.net = build_network(config.model, self.image_shape, n_in, n_out,
                                  perf.songunet_checkpoint_level,
                                  self.use_apex_gn).to(self.device)
-        if perf.channels_last:
+        if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.precision = resolve_precision(perf.fp_optimizations, self.device)
         self.amp_dtype = amp_dtype(self.precision)
         self.net.amp_mode = self.amp_dtype is not None
         self.loss_fn, self.patching = self._build_loss(n_in, n_out)
         self.regression_cache = self._regression_cache(n_out)
-        on_cuda = self.device.type == "cuda"
         fused = on_cuda if perf.fused_optimizer is None else perf.fused_optimizer
         if (on_cuda if perf.cudnn_benchmark is None else perf.cudnn_benchmark) and on_cuda:
             torch.backends.cudnn.benchmark = True
@@ -140,7 +142,7 @@ class Trainer:
                 broadcast_buffers=False, gradient_as_bucket_view=True,
                 static_graph=perf.ddp_static_graph,
             )
-        if perf.torch_compile:
+        if self.torch_compile:
             net = torch.compile(net)
             if isinstance(self.loss_fn, KeyedResidualLoss):
                 self.loss_fn.regression_net = torch.compile(self.loss_fn.regression_net)
@@ -177,6 +179,8 @@ class Trainer:
             use_apex_gn=self.use_apex_gn,
         ).to(self.device)
         regression.amp_mode = self.amp_dtype is not None
+        if self.channels_last:
+            regression = regression.to(memory_format=torch.channels_last)
         patching = None
         if self.patched:
             from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
@@ -291,7 +295,7 @@ class Trainer:
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.to(self.device, non_blocking=True)
-        if self.perf.channels_last:
+        if self.channels_last:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         return tensor
 
