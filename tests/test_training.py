@@ -107,16 +107,21 @@ def test_tensorboard_scalars_written(data_dir, tmp_path):
 
 
 def record_steps(trainer: Trainer) -> list[tuple[float, float, float]]:
-    """Make ``trainer`` record (loss, gradient norm, learning rate) of every step it takes."""
-    steps = []
-    step = trainer.train_step
+    """Make ``trainer`` record (loss, gradient norm, learning rate) of every step it takes, as
+    the losses are read back from the device."""
+    steps, rates = [], []
+    step, sync = trainer.step, trainer.sync
 
-    def recording_step() -> float:
-        loss = step()
-        steps.append((loss, trainer.grad_norm, trainer.lr))
-        return loss
+    def recording_step() -> None:
+        step()
+        rates.append(trainer.lr)
 
-    trainer.train_step = recording_step
+    def recording_sync() -> list[tuple[float, float]]:
+        values = sync()
+        steps.extend((loss, norm, rates[len(steps)]) for loss, norm in values)
+        return values
+
+    trainer.step, trainer.sync = recording_step, recording_sync
     return steps
 
 
