@@ -324,6 +324,14 @@ def test_the_loop_reads_the_device_every_host_sync_steps(data_dir, tmp_path):
     assert reads == [5, 5, 2]  # every 5 steps, and at the end (report, validation, save)
 
 
+def test_apex_group_norm_without_a_gpu_is_refused(data_dir, tmp_path):
+    config = tiny_config(data_dir, tmp_path)
+    config["training"]["perf"]["use_apex_gn"] = True
+    with pytest.raises(ConfigError, match=r"training\.perf\.use_apex_gn=true needs NVIDIA Apex "
+                                          r"on a CUDA GPU and this run has no CUDA device"):
+        make_trainer(config)
+
+
 def test_host_sync_defaults_and_refusal(data_dir, tmp_path):
     config = tiny_config(data_dir, tmp_path, training_duration=8)
     assert make_trainer(config).host_sync_steps == 1  # CPU: plain Adam, reads are free
