@@ -37,11 +37,12 @@ run leaves idle (1 - threads / cores); with a neighbour use ``--threads 1``.
     python benchmarks/bench_generate.py --mode predict --json
 
 Defaults are chosen so that a run on a 2-core CPU takes one to two minutes: there a Mini
-member (17 diffusion forwards of one 64x64 image) takes about 1.3 s with 2 threads and 2.5 s
-with 1, so ``--members 4 --times 1 --rounds 3`` (each config run three times) is about 40 s
-of timing on an idle machine. On a GPU use more, e.g. ``--members 16 --times 4``. On that
-CPU batching gains little (ratio 1.0-1.1x for Mini, ~1.2x for the CPU size: one 64x64
-member already keeps 2 cores busy); the gain is expected on a GPU. Run on one process.
+member (17 diffusion forwards of one 64x64 image) takes about 3 s with 2 threads (measured:
+0.345 members/s batched, 0.265 one at a time), so ``--members 4 --times 1 --rounds 3`` (each
+config run three times) is about 75 s of timing on an idle machine. On a GPU use more, e.g.
+``--members 16 --times 4``. On that CPU what batching gains varies between runs (1.12x and
+1.32x for Mini, 4 members x 4 times: one 64x64 member already keeps 2 cores busy); the gain is
+expected on a GPU. Run on one process.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from helpers.models import (
     resolve_checkpoint,
 )
 from helpers.output_paths import check_output_file
-from helpers.precision import amp_dtype, autocast
+from helpers.precision import amp_dtype, autocast, on_cuda_unless_set
 from helpers.time_selection import select_time_indices
 from inference.generated_file import EnsembleWriter
 
@@ -69,10 +69,8 @@ class EnsembleGenerator:
         self.n_in = len(self.dataset.input_channels())
         self.n_out = len(self.dataset.output_channels())
         self.amp_dtype = amp_dtype(gen.perf.fp_optimizations, self.device)
-        self.channels_last = (self.device.type == "cuda" if gen.perf.channels_last is None
-                              else gen.perf.channels_last)
-        self.torch_compile = (self.device.type == "cuda" if gen.perf.torch_compile is None
-                              else gen.perf.torch_compile)
+        self.channels_last = on_cuda_unless_set(gen.perf.channels_last, self.device)
+        self.torch_compile = on_cuda_unless_set(gen.perf.torch_compile, self.device)
         apex = apex_group_norm(gen.perf.use_apex_gn, self.device, "generation.perf.use_apex_gn")
         self.regression = self.diffusion = self.patching = None
         self.hr_mean_conditioning = False  # set from the diffusion checkpoint when one loads

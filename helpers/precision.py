@@ -1,4 +1,5 @@
-"""Mixed precision on whatever device the run has (``fp32``, ``amp-bf16``, ``amp-fp16``)."""
+"""Mixed precision on whatever device the run has (``fp32``, ``amp-bf16``, ``amp-fp16``), and
+the default of the other GPU-path switches (``null``: on for CUDA)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from collections.abc import Iterator
 import torch
 
 AMP_DTYPES = {"amp-bf16": torch.bfloat16, "amp-fp16": torch.float16}
+
+
+def on_cuda_unless_set(option: bool | None, device: torch.device) -> bool:
+    """A GPU-path switch (compile, channels-last, fused Adam, ...): ``None`` means on where the
+    run has a CUDA device and off elsewhere; ``True``/``False`` are kept."""
+    return device.type == "cuda" if option is None else option
 
 
 def resolve_precision(fp_optimizations: str, device: torch.device,

@@ -50,7 +50,7 @@ from helpers.models import (
     resolve_checkpoint,
 )
 from helpers.output_paths import ensure_writable_directory
-from helpers.precision import amp_dtype, autocast, resolve_precision
+from helpers.precision import amp_dtype, autocast, on_cuda_unless_set, resolve_precision
 from helpers.regression_cache import RegressionMeanCache, cache_bytes, cache_key, flush
 from helpers.train_logging import TrainingReporter
 
@@ -91,9 +91,8 @@ class Trainer:
             logger.info("the dataset marks missing target values: missing target pixels are "
                         "left out of the loss (a mean over valid pixels)")
         n_in, n_out = len(self.dataset.input_channels()), len(self.dataset.output_channels())
-        on_cuda = self.device.type == "cuda"
-        self.channels_last = on_cuda if perf.channels_last is None else perf.channels_last
-        self.torch_compile = on_cuda if perf.torch_compile is None else perf.torch_compile
+        self.channels_last = on_cuda_unless_set(perf.channels_last, self.device)
+        self.torch_compile = on_cuda_unless_set(perf.torch_compile, self.device)
         self.use_apex_gn = apex_group_norm(perf.use_apex_gn, self.device,
                                            "training.perf.use_apex_gn")
         self.net = build_network(config.model, self.image_shape, n_in, n_out,
@@ -106,8 +105,8 @@ class Trainer:
         self.net.amp_mode = self.amp_dtype is not None
         self.loss_fn, self.patching = self._build_loss(n_in, n_out)
         self.regression_cache = self._regression_cache(n_out)
-        fused = on_cuda if perf.fused_optimizer is None else perf.fused_optimizer
-        if (on_cuda if perf.cudnn_benchmark is None else perf.cudnn_benchmark) and on_cuda:
+        fused = on_cuda_unless_set(perf.fused_optimizer, self.device)
+        if on_cuda_unless_set(perf.cudnn_benchmark, self.device) and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=(0.9, 0.999),
                                           eps=1e-8, fused=fused or None)
