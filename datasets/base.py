@@ -94,9 +94,10 @@ class ChannelNormalizer:
 class DownscalingDataset(Dataset, ABC):
     """A set of (high-res target, low-res input) pairs on one high-res grid.
 
-    ``__getitem__`` returns normalized float32 ``(img_clean [C_out, H, W], img_lr [C_in, H, W])``:
-    the low-res input is already interpolated to the high-res grid, with static invariants
-    appended as auxiliary channels at the end of ``input_channels()``.
+    ``__getitem__`` returns normalized float32 ``(img_clean [C_out, H, W], img_lr [C_in, H, W])``
+    (and the lead-time label for forecast datasets, see `lead_time_hours`): the low-res input is
+    already interpolated to the high-res grid, with static invariants appended as auxiliary
+    channels at the end of ``input_channels()``.
     """
 
     @abstractmethod
@@ -127,6 +128,21 @@ class DownscalingDataset(Dataset, ABC):
         """True when targets may hold NaN for missing pixels (outside a land mask or radar
         coverage, say); training then leaves those pixels out of the loss."""
         return False
+
+    def lead_time_hours(self) -> list[int] | None:
+        """Forecast datasets: the lead times (hours) that lead-time labels index, label ``k``
+        meaning ``lead_time_hours()[k]``; such datasets return ``(img_clean, img_lr, label)``
+        from ``__getitem__``. None (the default) for datasets without lead times."""
+        return None
+
+    def lead_time_label(self, idx: int) -> int | None:
+        """The lead-time label of sample ``idx`` without reading it (None: no lead times)."""
+        return None
+
+    def probability_channels(self) -> list[int]:
+        """Output channels that are category probabilities (one-hot in the truth, summing to 1
+        across them): trained with cross-entropy, generated as probabilities."""
+        return []
 
     def sample_latlon(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
         """``(lat, lon)`` of sample ``idx``'s grid, ``(H, W)`` each. Datasets whose samples sit

@@ -101,23 +101,24 @@ class BilinearRegridder:
     """Precomputed bilinear weights from a regular 1-D lat/lon grid to arbitrary points, reading
     only the coarse sub-box that the points need."""
 
-    def __init__(self, src_lat: np.ndarray, src_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray):
+    def __init__(self, src_lat: np.ndarray, src_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                 option: str = "--regrid"):
         src_lat, src_lon = np.asarray(src_lat, float), np.asarray(src_lon, float)
         lon = lon % 360 if src_lon.max() > 180 else (lon + 180) % 360 - 180
-        self.rows = self._weights(src_lat, lat, "latitude")
-        self.cols = self._weights(src_lon, lon, "longitude")
+        self.rows = self._weights(src_lat, lat, "latitude", option)
+        self.cols = self._weights(src_lon, lon, "longitude", option)
         lo_r, lo_c = self.rows[0].min(), self.cols[0].min()
         self.box = (slice(lo_r, self.rows[0].max() + 2), slice(lo_c, self.cols[0].max() + 2))
         self.rows = (self.rows[0] - lo_r, self.rows[1])
         self.cols = (self.cols[0] - lo_c, self.cols[1])
 
     @staticmethod
-    def _weights(axis: np.ndarray, points: np.ndarray, name: str):
+    def _weights(axis: np.ndarray, points: np.ndarray, name: str, option: str):
         flip = axis.size > 1 and axis[0] > axis[-1]
         asc = axis[::-1] if flip else axis
         if asc.size < 2 or points.min() < asc[0] or points.max() > asc[-1]:
             raise DataError(
-                f"--regrid: fine {name}s span {points.min():.3f}..{points.max():.3f} but the "
+                f"{option}: fine {name}s span {points.min():.3f}..{points.max():.3f} but the "
                 f"coarse grid covers {asc[0]:.3f}..{asc[-1]:.3f}; it must cover the fine domain"
             )
         i = np.clip(np.searchsorted(asc, points, side="right") - 1, 0, asc.size - 2)
@@ -127,7 +128,8 @@ class BilinearRegridder:
         return i, w
 
     def __call__(self, field: np.ndarray) -> np.ndarray:
+        """``field[..., box rows, box cols]`` (the coarse sub-box `box`) at the points."""
         (i, wy), (j, wx) = self.rows, self.cols
-        out = ((1 - wy) * (1 - wx) * field[i, j] + (1 - wy) * wx * field[i, j + 1]
-               + wy * (1 - wx) * field[i + 1, j] + wy * wx * field[i + 1, j + 1])
+        out = ((1 - wy) * (1 - wx) * field[..., i, j] + (1 - wy) * wx * field[..., i, j + 1]
+               + wy * (1 - wx) * field[..., i + 1, j] + wy * wx * field[..., i + 1, j + 1])
         return out.astype(np.float32)

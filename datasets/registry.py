@@ -23,6 +23,7 @@ BUILTIN_DATASETS: dict[str, str] = {
     "cwb": "datasets.cwb:CWADataset",
     "synthetic": "datasets.synthetic:SyntheticDataset",
     "custom_template": "datasets.custom_template:PairedXarrayDataset",
+    "gefs_hrrr": "datasets.gefs_hrrr:GEFSHRRRDataset",
 }
 
 
@@ -87,7 +88,7 @@ def build_dataset(config: Mapping[str, Any], **overrides: Any) -> DownscalingDat
     """Instantiate the dataset a config describes: ``type`` picks the class, every other key
     but the `DESCRIPTIVE_KEYS` is passed to its constructor (``overrides`` win)."""
     _check_no_missing(config, overrides)
-    options = {str(k): v for k, v in dict(config).items() if k not in DESCRIPTIVE_KEYS}
+    options = {str(k): v for k, v in _plain(config).items() if k not in DESCRIPTIVE_KEYS}
     options.update(overrides)
     type_name = options.pop("type", None)
     if not type_name:
