@@ -19,10 +19,20 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-class ModelConfig(StrictModel):
-    """Which network is trained and how it is built (``conf/model/*.yaml``)."""
+REGRESSION_MODELS = ("regression", "lt_aware_regression", "lt_aware_ce_regression")
+PATCHED_MODELS = ("patched_diffusion", "lt_aware_patched_diffusion")
+LEAD_TIME_UNET = "SongUNetPosLtEmbd"
 
-    name: Literal["regression", "diffusion", "patched_diffusion"]
+
+class ModelConfig(StrictModel):
+    """Which network is trained and how it is built (``conf/model/*.yaml``).
+
+    The reference's names: ``lt_aware_*`` are lead-time-aware (a `SongUNetPosLtEmbd`
+    conditioned on the sample's lead-time label), ``lt_aware_ce_regression`` also trains the
+    dataset's category channels with cross-entropy (probabilities at inference)."""
+
+    name: Literal["regression", "lt_aware_regression", "lt_aware_ce_regression", "diffusion",
+                  "patched_diffusion", "lt_aware_patched_diffusion"]
     hr_mean_conditioning: bool = False
     P_mean: float = -1.2
     P_std: float = Field(1.2, gt=0)
@@ -37,6 +47,39 @@ class ModelConfig(StrictModel):
         if model_type not in allowed:
             raise ValueError(f"model_type {model_type!r} is not one of {sorted(allowed)}")
         return args
+
+    @model_validator(mode="after")
+    def _lead_time_family(self) -> ModelConfig:
+        lt_name = self.name.startswith("lt_aware")
+        if lt_name and not self.lead_time_aware:
+            raise ValueError(f"model.name={self.name} is lead-time-aware: set "
+                             f"model.model_args.model_type={LEAD_TIME_UNET}")
+        if self.lead_time_aware and not lt_name:
+            raise ValueError(f"model.model_args.model_type={LEAD_TIME_UNET} needs a "
+                             "lead-time-aware model.name (lt_aware_regression, "
+                             f"lt_aware_ce_regression or lt_aware_patched_diffusion), not "
+                             f"{self.name}")
+        if self.lead_time_aware and not self.model_args.get("lead_time_channels"):
+            raise ValueError(f"model.model_args.lead_time_channels must be set (e.g. 4) for "
+                             f"model_type={LEAD_TIME_UNET}")
+        return self
+
+    @property
+    def is_regression(self) -> bool:
+        return self.name in REGRESSION_MODELS
+
+    @property
+    def is_patched(self) -> bool:
+        return self.name in PATCHED_MODELS
+
+    @property
+    def lead_time_aware(self) -> bool:
+        return self.model_args.get("model_type") == LEAD_TIME_UNET
+
+    @property
+    def cross_entropy(self) -> bool:
+        """Category channels trained with cross-entropy (``lt_aware_ce_regression``)."""
+        return self.name == "lt_aware_ce_regression"
 
 
 class HyperParameters(StrictModel):
@@ -53,6 +96,9 @@ class HyperParameters(StrictModel):
     patch_shape_x: int | None = Field(None, gt=0)
     patch_shape_y: int | None = Field(None, gt=0)
     patch_num: int = Field(1, gt=0)
+    # Patches (x images) through the network at once; the rest in further groups, with the
+    # same gradients as all at once. null: all patches at once.
+    max_patch_per_gpu: int | None = Field(None, gt=0)
     max_consecutive_nonfinite: int = Field(5, gt=0)
 
     @field_validator("batch_size_per_gpu")
@@ -130,17 +176,19 @@ class TrainingConfig(StrictModel):
     def _consistent(self) -> TrainingConfig:
         hp, name = self.training.hp, self.model.name
         patch = (hp.patch_shape_x, hp.patch_shape_y)
-        if name == "patched_diffusion" and None in patch:
+        if self.model.is_patched and None in patch:
             raise ValueError(
-                "model.name=patched_diffusion needs training.hp.patch_shape_x and "
+                f"model.name={name} needs training.hp.patch_shape_x and "
                 "training.hp.patch_shape_y"
             )
-        if name != "patched_diffusion" and (patch != (None, None) or hp.patch_num != 1):
+        if not self.model.is_patched and (patch != (None, None) or hp.patch_num != 1
+                                          or hp.max_patch_per_gpu is not None):
             raise ValueError(
-                f"training.hp.patch_shape_x/y and patch_num apply to patched_diffusion only, "
+                f"training.hp.patch_shape_x/y, patch_num and max_patch_per_gpu apply to patched "
+                "models only, "
                 f"but model.name={name}; remove them or use a patched_diffusion model config"
             )
-        if name != "regression" and not self.training.io.regression_checkpoint_path:
+        if not self.model.is_regression and not self.training.io.regression_checkpoint_path:
             raise ValueError(
                 f"model.name={name} trains on the residual of a regression model: set "
                 "++training.io.regression_checkpoint_path=<path to the regression .mdlus>"

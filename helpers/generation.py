@@ -30,10 +30,12 @@ from helpers.generation_config import GenerationConfig
 from helpers.model_facts import check_against_dataset, facts_path, read_facts
 from helpers.models import (
     apex_group_norm,
+    check_lead_times,
     check_patch_shape,
-    embedding_channels,
     load_module,
     load_regression_network,
+    network_embedding_channels,
+    network_lead_time_steps,
     resolve_checkpoint,
 )
 from helpers.output_paths import check_output_file
@@ -61,7 +63,8 @@ class EnsembleGenerator:
         if self.rank == 0:  # before any work: the file must be writable where it is asked for
             check_output_file(gen.io.output_filename, "generation.io.output_filename")
         self.dataset = build_dataset(config.dataset)
-        self.indices = select_time_indices(self.dataset.time(), gen.times, gen.times_range)
+        keys = self.dataset.sample_keys() if hasattr(self.dataset, "sample_keys") else None
+        self.indices = select_time_indices(self.dataset.time(), gen.times, gen.times_range, keys)
         if not self.indices:
             where = config.dataset.get("data_path", "the dataset")
             raise ConfigError(f"nothing to generate: {where} holds no samples")
@@ -85,6 +88,10 @@ class EnsembleGenerator:
                 gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename").resolve())
         self.attributes = {**(attributes or {}), **checkpoints,
                            "inference_mode": gen.inference_mode}
+        categories = [self.dataset.output_channels()[c].label
+                      for c in self.dataset.probability_channels()]
+        if categories:  # scoring gives these Brier scores and reliability counts
+            self.attributes["probability_variables"] = " ".join(categories)
         # The output layout is checked before any model is loaded.
         self.writer = self._writer() if self.rank == 0 else None
         if gen.inference_mode != "diffusion":
@@ -101,12 +108,32 @@ class EnsembleGenerator:
                 net.amp_mode = self.amp_dtype is not None
                 if self.channels_last:
                     net.to(memory_format=torch.channels_last)
+        self.lead_time = self._uses_lead_time()
+        self.categories = self.dataset.probability_channels()
         if self.torch_compile and self.regression is not None:
             self.regression = torch.compile(self.regression)
         if self.torch_compile and self.diffusion is not None:
             self.diffusion = torch.compile(self.diffusion)
 
     # ------------------------------------------------------------------------------ set-up
+    def _uses_lead_time(self) -> bool:
+        """Whether the networks take lead-time labels: where they embed them, which
+        ``generation.has_lead_time`` (when set) must agree with."""
+        embedded = {name: network_lead_time_steps(net) for name, net in (
+            ("regression", self.regression), ("diffusion", self.diffusion)) if net is not None}
+        aware = [name for name, steps in embedded.items() if steps is not None]
+        wanted = self.gen.has_lead_time
+        if wanted is not None and wanted != bool(aware):
+            which = (f"the {' and '.join(aware)} checkpoint(s) embed lead time" if aware else
+                     "neither checkpoint embeds lead time")
+            raise ConfigError(f"generation.has_lead_time={wanted} but {which}; set it to "
+                              f"{bool(aware)} or null")
+        for name in aware:
+            check_lead_times({"model_type": "SongUNetPosLtEmbd",
+                              "lead_time_steps": embedded[name]}, self.dataset,
+                             f"the {name} checkpoint")
+        return bool(aware)
+
     def _writer(self) -> EnsembleWriter:
         """The output file's writer: one lat/lon grid if every selected sample shares it,
         else each sample's own (windows of a larger domain)."""
@@ -115,11 +142,15 @@ class EnsembleGenerator:
         sample_grid = None if grid is not None else (
             lambda k: self.dataset.sample_latlon(self.indices[k]))
         lat, lon = grid if grid is not None else (None, None)
+        hours = self.dataset.lead_time_hours()
+        leads = None if hours is None else [hours[self.dataset.lead_time_label(i)]
+                                            for i in self.indices]
         try:
             return EnsembleWriter(
                 self.gen.io.output_filename, times, self.num_members, lat, lon,
                 self.dataset.input_channels(), self.dataset.output_channels(),
-                attributes=self.attributes, resume=self.gen.resume, sample_grid=sample_grid)
+                attributes=self.attributes, resume=self.gen.resume, sample_grid=sample_grid,
+                lead_times=leads)
         except ValueError as err:
             raise ConfigError(f"generation.io.output_filename: {err}") from err
 
@@ -156,19 +187,21 @@ class EnsembleGenerator:
                               boundary_pix=gen.boundary_pix).to(self.device)
 
     # ------------------------------------------------------------------------------ sampling
-    def _regression_mean(self, img_lr: torch.Tensor) -> torch.Tensor:
+    def _regression_mean(self, img_lr: torch.Tensor,
+                         labels: torch.Tensor | None = None) -> torch.Tensor:
         """The regression mean of each image of ``img_lr`` in one network call (as
         physicsnemo's ``regression_step`` computes one: from a float64 zero state)."""
         zeros = torch.zeros((img_lr.shape[0], self.n_out, *self.image_shape),
                             dtype=torch.float64, device=self.device)
+        extra = {} if labels is None else {"lead_time_label": labels}
         with torch.inference_mode(), autocast(self.device, self.amp_dtype):
-            mean = self.regression(x=zeros, img_lr=img_lr)
+            mean = self.regression(x=zeros, img_lr=img_lr, **extra)
         return mean.float()
 
     def _residuals(self, img_lr: torch.Tensor, mean_hr: torch.Tensor | None,
-                   seeds: list[int]) -> torch.Tensor:
+                   seeds: list[int], labels: torch.Tensor | None = None) -> torch.Tensor:
         """One network batch of members: row ``i`` has input ``img_lr[i]``, regression mean
-        ``mean_hr[i]`` and noise seeded by ``seeds[i]``."""
+        ``mean_hr[i]``, lead-time label ``labels[i]`` and noise seeded by ``seeds[i]``."""
         from physicsnemo.diffusion.samplers import deterministic_sampler, stochastic_sampler
         from physicsnemo.diffusion.utils import StackedRandomGenerator
 
@@ -181,6 +214,8 @@ class EnsembleGenerator:
                       S_min=sampler.S_min, S_max=sampler.S_max, S_noise=sampler.S_noise)
         if self.hr_mean_conditioning:
             kwargs["mean_hr"] = mean_hr
+        if labels is not None:
+            kwargs["lead_time_label"] = labels
         with torch.inference_mode(), autocast(self.device, self.amp_dtype):
             if sampler.type == "stochastic":
                 out = stochastic_sampler(self.diffusion, latents, img_lr, **kwargs)
@@ -204,10 +239,12 @@ class EnsembleGenerator:
         """Each sample's input, truth and this rank's members (by member number), in physical
         units; the regression runs once for the group and the diffusion batches may hold
         members of several samples."""
-        img_lr = torch.as_tensor(np.stack([lr for _, lr in samples]), device=self.device)
+        img_lr = torch.as_tensor(np.stack([s[1] for s in samples]), device=self.device)
+        labels = torch.as_tensor([self.dataset.lead_time_label(i) for i in sample_indices],
+                                 device=self.device) if self.lead_time else None
         if self.channels_last:
             img_lr = img_lr.contiguous(memory_format=torch.channels_last)
-        mean = self._regression_mean(img_lr) if self.regression is not None else None
+        mean = self._regression_mean(img_lr, labels) if self.regression is not None else None
         members: list[dict[int, np.ndarray]] = [{} for _ in samples]
         for batch in self.member_batches(len(samples)):
             rows = torch.as_tensor([g for g, _ in batch], device=self.device)
@@ -216,13 +253,15 @@ class EnsembleGenerator:
             else:
                 seeds = [member_seed(self.gen.seed, sample_indices[g], m) for g, m in batch]
                 rows_mean = mean.index_select(0, rows) if mean is not None else None
-                residual = self._residuals(img_lr.index_select(0, rows), rows_mean, seeds)
+                residual = self._residuals(
+                    img_lr.index_select(0, rows), rows_mean, seeds,
+                    None if labels is None else labels.index_select(0, rows))
                 values = (residual if rows_mean is None else residual + rows_mean).cpu().numpy()
             for (g, m), value in zip(batch, self.dataset.denormalize_output(values),
                                      strict=True):
-                members[g][m] = value
+                members[g][m] = as_probabilities(value, self.categories)
         results = []
-        for (img_clean, lr), mine in zip(samples, members, strict=True):
+        for (img_clean, lr, *_), mine in zip(samples, members, strict=True):
             truth = self.dataset.denormalize_output(img_clean)
             missing = ~np.isfinite(truth)
             if missing.any():  # no verifiable value there: the members are left out as well
@@ -272,6 +311,19 @@ class EnsembleGenerator:
 
 
 
+def as_probabilities(fields: np.ndarray, categories: list[int]) -> np.ndarray:
+    """``fields (C, H, W)`` with its category channels made probabilities: clipped to
+    [0, 1] and divided by their sum (a regression mean plus a diffusion residual is not one
+    by itself); equal shares where every category is 0. Changed in place."""
+    if not categories:
+        return fields
+    shares = np.clip(fields[categories], 0.0, None)
+    total = shares.sum(axis=0, keepdims=True)
+    fields[categories] = np.where(total > 0, shares / np.where(total > 0, total, 1.0),
+                                  1.0 / len(categories))
+    return fields
+
+
 def load_regression_checkpoint(gen: Any, dataset: Any,
                                use_apex_gn: bool = False) -> torch.nn.Module:
     """The frozen regression UNet of ``gen.io.reg_ckpt_filename``, checked against the dataset
@@ -317,9 +369,7 @@ def load_diffusion_network(gen: Any, dataset: Any,
     if net.img_out_channels != n_out:
         raise CheckpointError(f"{where} predicts {net.img_out_channels} channels, the "
                               f"dataset has {n_out} output channels")
-    n_embedding = embedding_channels(
-        {"model_type": type(net.model).__name__,
-         "N_grid_channels": getattr(net.model, "N_grid_channels", 0)})
+    n_embedding = network_embedding_channels(net)
     hr_mean = _hr_mean_conditioning(gen, dataset, path, net, n_embedding, where)
     expected = conditioning_channels(n_in, n_out, hr_mean, gen.patching, n_embedding)
     if net.img_in_channels != expected:

@@ -59,6 +59,8 @@ class GenerationSection(StrictModel):
     seed: int = 0
     inference_mode: Literal["regression", "diffusion", "all"] = "all"
     hr_mean_conditioning: bool | None = None  # None: as the diffusion model was trained
+    # Condition on the samples' lead times; None: where the checkpoints embed lead time.
+    has_lead_time: bool | None = None
     times: list[str] | None = None
     times_range: list[Any] | None = None
     patching: bool = False

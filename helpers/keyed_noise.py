@@ -42,6 +42,7 @@ class KeyedResidualLoss(ResidualLoss):
         self.seed = seed
         self.key_space = key_space
         self.sample_keys: Sequence[int] | None = None
+        self.patch_offset = 0  # number of this call's first patch (patch groups)
 
     def get_noise_params(self, y: torch.Tensor):
         if self.sample_keys is None:
@@ -52,6 +53,7 @@ class KeyedResidualLoss(ResidualLoss):
         rnd_normal, noise = [], []
         for row in range(y.shape[0]):
             patch, image = divmod(row, images)
+            patch += self.patch_offset
             generator = keyed_generator(y.device, self.seed, self.key_space,
                                         self.sample_keys[image], patch)
             rnd_normal.append(torch.randn((1, 1, 1), generator=generator, device=y.device))

@@ -28,21 +28,33 @@ def masked_mean(per_pixel: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def per_sample_loss(loss_fn, net: torch.nn.Module, img_clean: torch.Tensor,
                     img_lr: torch.Tensor, patching=None, masked: bool = False,
-                    mean_hr: torch.Tensor | None = None) -> torch.Tensor:
+                    mean_hr: torch.Tensor | None = None,
+                    lead_time_label: torch.Tensor | None = None) -> torch.Tensor:
     """The loss of each sample (each patch, with patching), averaged over its pixels; with
     ``masked``, NaN targets are missing pixels and only valid pixels count. For diffusion,
     ``mean_hr`` is the frozen regression output when it is already known (cached); else it is
-    computed here, once for all patches."""
+    computed here, once for all patches. ``lead_time_label`` goes to lead-time-aware nets.
+
+    A cross-entropy loss (physicsnemo's ``RegressionLossCE``) returns the squared error of the
+    continuous channels and one cross-entropy channel for the categories; a pixel's
+    cross-entropy counts where all its category channels are valid."""
     kwargs = {} if patching is None else {"patching": patching}
+    if lead_time_label is not None:
+        kwargs["lead_time_label"] = lead_time_label
     valid = torch.isfinite(img_clean) if masked else None
     regression = getattr(loss_fn, "regression_net", None)
     if regression is None:
         filled = img_clean if not masked else torch.where(valid, img_clean,
                                                           torch.zeros_like(img_clean))
         per_pixel = loss_fn(net=net, img_clean=filled, img_lr=img_lr, **kwargs)
+        categories = getattr(loss_fn, "prob_channels", None)
+        if masked and categories:
+            continuous = [c for c in range(img_clean.shape[1]) if c not in categories]
+            valid = torch.cat([valid[:, continuous],
+                               valid[:, categories].all(dim=1, keepdim=True)], dim=1)
     else:
         if mean_hr is None:
-            mean_hr = regression_mean(regression, img_lr, img_clean.shape)
+            mean_hr = regression_mean(regression, img_lr, img_clean.shape, lead_time_label)
         filled = img_clean if not masked else torch.where(valid, img_clean,
                                                           mean_hr.to(img_clean.dtype))
         loss_fn.y_mean = mean_hr
@@ -59,10 +71,12 @@ def per_sample_loss(loss_fn, net: torch.nn.Module, img_clean: torch.Tensor,
 
 
 def regression_mean(regression: torch.nn.Module, img_lr: torch.Tensor,
-                    target_shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+                    target_shape: torch.Size | tuple[int, ...],
+                    lead_time_label: torch.Tensor | None = None) -> torch.Tensor:
     """The frozen regression network's prediction for ``img_lr`` (as physicsnemo's residual
     loss computes it: from a zero state)."""
+    extra = {} if lead_time_label is None else {"lead_time_label": lead_time_label}
     with torch.no_grad():
         zeros = torch.zeros((img_lr.shape[0], *target_shape[1:]), device=img_lr.device,
                             dtype=img_lr.dtype)
-        return regression(zeros, img_lr, augment_labels=None)
+        return regression(zeros, img_lr, augment_labels=None, **extra)

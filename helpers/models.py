@@ -22,21 +22,54 @@ POSITIONAL_UNETS = {"SongUNetPosEmbd", "SongUNetPosLtEmbd"}
 
 
 def embedding_channels(model_args: dict[str, Any]) -> int:
-    """Positional-embedding channels the UNet appends to its input."""
+    """Positional- and lead-time-embedding channels the UNet appends to its input."""
     model_type = model_args.get("model_type", "SongUNetPosEmbd")
     if model_type not in POSITIONAL_UNETS:
         return 0
-    return int(model_args.get("N_grid_channels", 4))
+    lead_time = int(model_args.get("lead_time_channels") or 0) if (
+        model_type == "SongUNetPosLtEmbd") else 0
+    return int(model_args.get("N_grid_channels", 4)) + lead_time
+
+
+def network_embedding_channels(net: torch.nn.Module) -> int:
+    """`embedding_channels` of a built network (a regression UNet or EDM wrapper)."""
+    inner = getattr(net, "model", None)
+    return embedding_channels({
+        "model_type": type(inner).__name__,
+        "N_grid_channels": getattr(inner, "N_grid_channels", 0) or 0,
+        "lead_time_channels": getattr(inner, "lead_time_channels", 0) or 0})
+
+
+def network_lead_time_steps(net: torch.nn.Module) -> int | None:
+    """Lead-time steps a lead-time-aware network embeds; None for any other network."""
+    inner = getattr(net, "model", None)
+    if type(inner).__name__ != "SongUNetPosLtEmbd":
+        return None
+    return int(inner.lead_time_steps)
 
 
 def conditioning_channels(model: ModelConfig, n_input: int, n_output: int) -> int:
     """``img_in_channels`` of the network described by ``model``."""
     channels = n_input + embedding_channels(model.model_args)
-    if model.name != "regression" and model.hr_mean_conditioning:
+    if not model.is_regression and model.hr_mean_conditioning:
         channels += n_output
-    if model.name == "patched_diffusion":
+    if model.is_patched:
         channels += n_input
     return channels
+
+
+def check_lead_times(model_args: dict[str, Any], dataset: Any, what: str) -> None:
+    """A lead-time-aware network needs a forecast dataset whose labels it can embed."""
+    hours = dataset.lead_time_hours()
+    if hours is None:
+        raise ConfigError(f"{what} is lead-time-aware ({model_args.get('model_type')}) but the "
+                          "dataset has no lead times; use a forecast dataset (e.g. gefs_hrrr) "
+                          "or a model without lead time")
+    steps = int(model_args.get("lead_time_steps", 9))
+    if steps < len(hours):
+        raise ConfigError(f"{what} embeds {steps} lead times (lead_time_steps) but the dataset "
+                          f"has {len(hours)} ({hours} h); set "
+                          f"model.model_args.lead_time_steps={len(hours)}")
 
 
 def check_spatial_size(shape: Sequence[int], model_args: dict[str, Any], what: str,
@@ -83,10 +116,18 @@ def apex_group_norm(option: bool | None, device: torch.device, what: str) -> boo
 
 
 def build_network(model: ModelConfig, image_shape: Sequence[int], n_input: int, n_output: int,
-                  checkpoint_level: int = 0, use_apex_gn: bool = False) -> torch.nn.Module:
-    """A new regression UNet or EDM-preconditioned diffusion network."""
+                  checkpoint_level: int = 0, use_apex_gn: bool = False,
+                  prob_channels: Sequence[int] = ()) -> torch.nn.Module:
+    """A new regression UNet or EDM-preconditioned diffusion network; ``prob_channels`` are
+    the category channels a cross-entropy regression outputs as probabilities."""
     args = dict(model.model_args)
     args.setdefault("model_type", "SongUNetPosEmbd")
+    if model.cross_entropy:
+        if not prob_channels:
+            raise ConfigError(f"model.name={model.name} trains category channels with "
+                              "cross-entropy but the dataset has none (e.g. gefs_hrrr's "
+                              "prob_variables); use model.name=lt_aware_regression")
+        args["prob_channels"] = [int(c) for c in prob_channels]
     if checkpoint_level and args["model_type"] in SONG_UNETS:
         args["checkpoint_level"] = checkpoint_level
     if use_apex_gn and args["model_type"] in SONG_UNETS:
@@ -101,7 +142,7 @@ def build_network(model: ModelConfig, image_shape: Sequence[int], n_input: int, 
         img_out_channels=n_output,
     )
     try:
-        if model.name == "regression":
+        if model.is_regression:
             from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
             return CorrDiffRegressionUNet(**common, **args)
@@ -173,7 +214,7 @@ def load_regression_network(path: str | Path, image_shape: Sequence[int], n_inpu
             f"point {option} at the regression run's checkpoints (checkpoints_regression)")
     if not hasattr(net, "img_out_channels") or not hasattr(net, "img_in_channels"):
         raise CheckpointError(f"{where} holds a {type(net).__name__}, not a regression UNet")
-    n_embedding = int(getattr(getattr(net, "model", None), "N_grid_channels", 0) or 0)
+    n_embedding = network_embedding_channels(net)
     expected_in = n_input + n_embedding
     if net.img_out_channels != n_output or net.img_in_channels != expected_in:
         raise CheckpointError(
@@ -201,7 +242,20 @@ class PatchEmbeddingOrder(torch.nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x, img_lr, sigma, global_index=None, **kwargs):
-        if global_index is not None:
-            global_index = global_index.repeat_interleave(x.shape[0] // global_index.shape[0], 0)
+    def forward(self, x, img_lr, sigma, global_index=None, lead_time_label=None, **kwargs):
+        if global_index is None:
+            return self.net(x, img_lr, sigma, lead_time_label=lead_time_label, **kwargs)
+        if lead_time_label is not None:
+            # The lead-time embedding follows the UNet's batch-major order: run the patches
+            # batch-major and put the result back in patch-major order.
+            patches, images = global_index.shape[0], lead_time_label.shape[0]
+
+            def batch_major(t: torch.Tensor) -> torch.Tensor:
+                return t.reshape(patches, images, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+            out = self.net(batch_major(x), batch_major(img_lr),
+                           batch_major(sigma) if sigma.shape[0] == x.shape[0] else sigma,
+                           global_index=global_index, lead_time_label=lead_time_label, **kwargs)
+            return out.reshape(images, patches, *out.shape[1:]).transpose(0, 1).reshape(out.shape)
+        global_index = global_index.repeat_interleave(x.shape[0] // global_index.shape[0], 0)
         return self.net(x, img_lr, sigma, global_index=global_index, **kwargs)

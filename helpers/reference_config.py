@@ -36,8 +36,6 @@ NO_EFFECT: dict[str, tuple[Any, str]] = {
                                             "generate.py instead"),
     "training.perf.profile_mode": (False, "profile with nsys or torch.profiler around train.py "
                                           "instead"),
-    "generation.has_lead_time": (False, "lead-time-aware models are not available in this "
-                                        "version"),
 }
 
 

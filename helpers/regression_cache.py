@@ -87,12 +87,13 @@ class RegressionMeanCache:
     def means(self, indices: Sequence[int], img_lr: torch.Tensor,
               compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The regression output for the samples ``indices`` (whose inputs are ``img_lr``),
-        computing only those not cached yet."""
+        computing only those not cached yet: ``compute(rows)`` gives the output of the batch
+        rows ``rows``."""
         indices = np.asarray(indices, dtype=np.int64)
         missing = np.flatnonzero(~self.done[indices])
         if missing.size:
             rows = torch.as_tensor(missing, device=img_lr.device)
-            fresh = compute(img_lr.index_select(0, rows)).float().cpu().numpy()
+            fresh = compute(rows).float().cpu().numpy()
             self.values[indices[missing]] = fresh
             self.done[indices[missing]] = True  # after the values: a flag never precedes them
         self.computed += int(missing.size)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from helpers.errors import ConfigError
+
+FORECAST_KEY = re.compile(r"^\d{10}f\d{2,3}$")
 
 
 def parse_time(text: Any, option: str) -> datetime.datetime:
@@ -37,13 +40,29 @@ def parse_step(value: Any) -> datetime.timedelta:
 
 
 def select_time_indices(available: Sequence[datetime.datetime], times: Sequence[str] | None,
-                        times_range: Sequence[Any] | None) -> list[int]:
+                        times_range: Sequence[Any] | None,
+                        keys: Sequence[str] | None = None) -> list[int]:
     """Sample indices for the requested times, in request order (all samples if neither).
 
-    A time held by several samples (windows at different places) selects all of them, in
-    dataset order; a time asked for twice is generated once."""
+    A time held by several samples (windows at different places, forecasts of several lead
+    times) selects all of them, in dataset order; a time asked for twice is generated once.
+    Datasets with sample ``keys`` (GEFS-HRRR's ``YYYYMMDDHHfFF``: init and lead) also take a
+    key, which selects that one sample."""
     if times is None and times_range is None:
         return list(range(len(available)))
+    for t in times or []:
+        if FORECAST_KEY.match(str(t)) and str(t) not in (keys or ()):
+            held = (f"its keys run {keys[0]} .. {keys[-1]}" if keys else
+                    "it has no such keys (give ISO 8601 times)")
+            raise ConfigError(f"generation.times: {t!r} (init and lead, YYYYMMDDHHfFF) is not a "
+                              f"sample of the dataset; {held}")
+    if times is not None and keys is not None and any(str(t) in keys for t in times):
+        position = {k: i for i, k in enumerate(keys)}
+        chosen: list[int] = []
+        for t in times:
+            chosen += [position[str(t)]] if str(t) in position else select_time_indices(
+                available, [t], None)
+        return list(dict.fromkeys(chosen))
     if times is not None:
         wanted = [parse_time(t, "generation.times") for t in times]
     else:

@@ -45,11 +45,14 @@ from helpers.models import (
     PatchEmbeddingOrder,
     apex_group_norm,
     build_network,
+    check_lead_times,
     check_patch_shape,
     load_regression_network,
+    network_lead_time_steps,
     resolve_checkpoint,
 )
 from helpers.output_paths import ensure_writable_directory
+from helpers.patch_groups import patch_groups
 from helpers.precision import amp_dtype, autocast, on_cuda_unless_set, resolve_precision
 from helpers.regression_cache import RegressionMeanCache, cache_bytes, cache_key, flush
 from helpers.train_logging import TrainingReporter
@@ -73,8 +76,15 @@ class Trainer:
         self.batch_size_per_gpu, self.rounds = batch_layout(
             hp.total_batch_size, hp.batch_size_per_gpu, self.world_size
         )
-        self.patched = config.model.name == "patched_diffusion"
+        self.patched = config.model.is_patched
         self.patch_num = hp.patch_num if self.patched else 1
+        if hp.max_patch_per_gpu is not None and hp.max_patch_per_gpu < self.batch_size_per_gpu:
+            raise ConfigError(
+                f"training.hp.max_patch_per_gpu={hp.max_patch_per_gpu} is below "
+                f"batch_size_per_gpu={self.batch_size_per_gpu}: each group holds at least one "
+                "patch of every image; raise it or lower batch_size_per_gpu")
+        self.patch_groups = patch_groups(self.patch_num, self.batch_size_per_gpu,
+                                         hp.max_patch_per_gpu)
         self.run_dir = Path(io.checkpoint_dir)
         self._check_writable()
         torch.manual_seed(io.seed + self.rank)
@@ -95,15 +105,25 @@ class Trainer:
         self.torch_compile = on_cuda_unless_set(perf.torch_compile, self.device)
         self.use_apex_gn = apex_group_norm(perf.use_apex_gn, self.device,
                                            "training.perf.use_apex_gn")
+        if config.model.lead_time_aware:
+            check_lead_times(config.model.model_args, self.dataset, f"model {config.model.name}")
         self.net = build_network(config.model, self.image_shape, n_in, n_out,
-                                 perf.songunet_checkpoint_level,
-                                 self.use_apex_gn).to(self.device)
+                                 perf.songunet_checkpoint_level, self.use_apex_gn,
+                                 self.dataset.probability_channels()).to(self.device)
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.precision = resolve_precision(perf.fp_optimizations, self.device)
         self.amp_dtype = amp_dtype(self.precision)
         self.net.amp_mode = self.amp_dtype is not None
         self.loss_fn, self.patching = self._build_loss(n_in, n_out)
+        # Lead-time labels go to the networks whenever one of them embeds them.
+        frozen = getattr(self.loss_fn, "regression_net", None)
+        self.lead_time = config.model.lead_time_aware or (
+            frozen is not None and network_lead_time_steps(frozen) is not None)
+        if self.dataset.lead_time_hours() is not None and not self.lead_time:
+            logger.warning("the dataset has lead times %s h but model %s does not embed them "
+                           "(use an lt_aware_* model to condition on lead time)",
+                           self.dataset.lead_time_hours(), config.model.name)
         self.regression_cache = self._regression_cache(n_out)
         fused = on_cuda_unless_set(perf.fused_optimizer, self.device)
         if on_cuda_unless_set(perf.cudnn_benchmark, self.device) and self.device.type == "cuda":
@@ -168,27 +188,33 @@ class Trainer:
         return steps
 
     def _build_loss(self, n_in: int, n_out: int):
-        from physicsnemo.diffusion.metrics import RegressionLoss
+        from physicsnemo.diffusion.metrics import RegressionLoss, RegressionLossCE
 
         model = self.config.model
-        if model.name == "regression":
+        if model.cross_entropy:
+            return RegressionLossCE(prob_channels=self.dataset.probability_channels()), None
+        if model.is_regression:
             return RegressionLoss(), None
         regression = load_regression_network(
             self.io.regression_checkpoint_path, self.image_shape, n_in, n_out,
             use_apex_gn=self.use_apex_gn,
         ).to(self.device)
+        if network_lead_time_steps(regression) is not None:
+            check_lead_times({"model_type": "SongUNetPosLtEmbd",
+                              "lead_time_steps": network_lead_time_steps(regression)},
+                             self.dataset, "the regression checkpoint")
         regression.amp_mode = self.amp_dtype is not None
         if self.channels_last:
             regression = regression.to(memory_format=torch.channels_last)
         patching = None
         if self.patched:
-            from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
+            from helpers.patch_groups import GroupedRandomPatching
 
             patch_shape = (self.hp.patch_shape_y, self.hp.patch_shape_x)
             check_patch_shape(patch_shape, self.image_shape, model.model_args,
                               "training.hp.patch_shape_y/x")
-            patching = RandomPatching2D(img_shape=self.image_shape, patch_shape=patch_shape,
-                                        patch_num=self.patch_num).to(self.device)
+            patching = GroupedRandomPatching(self.image_shape, patch_shape,
+                                             self.patch_num).to(self.device)
         loss = KeyedResidualLoss(regression_net=regression, P_mean=model.P_mean,
                                  P_std=model.P_std, sigma_data=model.sigma_data,
                                  hr_mean_conditioning=model.hr_mean_conditioning,
@@ -197,7 +223,7 @@ class Trainer:
 
     def _regression_cache(self, n_out: int) -> RegressionMeanCache | None:
         """Diffusion: the frozen regression output of each sample, kept after its first use."""
-        if self.config.model.name == "regression" or not self.perf.cache_regression_mean:
+        if self.config.model.is_regression or not self.perf.cache_regression_mean:
             return None
         shape = (n_out, *self.image_shape)
         size = cache_bytes(len(self.dataset), shape)
@@ -268,6 +294,9 @@ class Trainer:
             "input_channels": channel_facts(self.dataset.input_channels()),
             "output_channels": channel_facts(self.dataset.output_channels()),
             "statistics": statistics_fingerprint(self.dataset),
+            "lead_time_hours": self.dataset.lead_time_hours() if self.lead_time else None,
+            "probability_channels": (self.dataset.probability_channels()
+                                     if model.cross_entropy else []),
         }
 
     def save(self) -> None:
@@ -298,25 +327,62 @@ class Trainer:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         return tensor
 
+    def _labels(self, extra: list) -> torch.Tensor | None:
+        """The batch's lead-time labels on the device, where a network embeds them."""
+        if not self.lead_time:
+            return None
+        if not extra:
+            raise ConfigError("the model is lead-time-aware but the dataset's samples carry no "
+                              "lead-time label (img_clean, img_lr, label)")
+        return torch.as_tensor(extra[0], device=self.device).long()
+
     def _per_sample_loss(self, img_clean: torch.Tensor, img_lr: torch.Tensor,
                          sample_keys: list[int], patch_key: tuple[int, int],
-                         indices: list[int] | None = None) -> torch.Tensor:
+                         indices: list[int] | None = None,
+                         lead_time_label: torch.Tensor | None = None,
+                         backward_weight: float | None = None,
+                         sync_last: bool = True) -> torch.Tensor:
         """Per-sample losses; the noise of each sample comes from ``sample_keys`` and the patch
         positions from ``patch_key`` (see `helpers.keyed_noise`). ``indices`` (dataset
-        indices of the batch) let diffusion read the regression output from the cache."""
+        indices of the batch) let diffusion read the regression output from the cache.
+
+        With ``backward_weight`` the summed loss times it is also back-propagated, a patch
+        group at a time (`helpers.patch_groups`); DDP reduces gradients at the last group
+        only if ``sync_last``. The losses returned are then detached."""
         if self.patching is not None:
-            self.patching.reset_patch_indices(
-                generator=keyed_generator(self.device, self.io.seed, *patch_key))
+            self.patching.draw(generator=keyed_generator(self.device, self.io.seed, *patch_key))
         if isinstance(self.loss_fn, KeyedResidualLoss):
             self.loss_fn.sample_keys = sample_keys
+        groups = self.patch_groups if self.patching is not None else [None]
+        regression = getattr(self.loss_fn, "regression_net", None)
         with self._autocast():
             mean_hr = None
             if indices is not None and self.regression_cache is not None:
-                regression = self.loss_fn.regression_net
                 mean_hr = self.regression_cache.means(
-                    indices, img_lr, lambda lr: regression_mean(regression, lr, img_clean.shape))
-            return per_sample_loss(self.loss_fn, self.loss_net, img_clean, img_lr,
-                                   self.patching, self.masked_targets, mean_hr)
+                    indices, img_lr, lambda rows: regression_mean(
+                        regression, img_lr.index_select(0, rows), img_clean.shape,
+                        None if lead_time_label is None else lead_time_label.index_select(
+                            0, rows)))
+            elif regression is not None and len(groups) > 1:  # once for every group
+                mean_hr = regression_mean(regression, img_lr, img_clean.shape, lead_time_label)
+        losses = []
+        for number, group in enumerate(groups):
+            if group is not None:
+                self.patching.use(*group)
+                if isinstance(self.loss_fn, KeyedResidualLoss):
+                    self.loss_fn.patch_offset = group[0]
+            with self._autocast():
+                loss = per_sample_loss(self.loss_fn, self.loss_net, img_clean, img_lr,
+                                       self.patching, self.masked_targets, mean_hr,
+                                       lead_time_label)
+            if backward_weight is not None:
+                reduce = sync_last and number == len(groups) - 1
+                with (self.ddp.no_sync() if self.ddp is not None and not reduce
+                      else contextlib.nullcontext()):
+                    self.scaler.scale(loss.sum() * backward_weight).backward()
+                loss = loss.detach()
+            losses.append(loss)
+        return torch.cat(losses) if len(losses) > 1 else losses[0]
 
     def train_step(self) -> float:
         """One optimizer step over ``total_batch_size`` samples; returns the mean loss (read
@@ -335,17 +401,13 @@ class Trainer:
         weight = self.world_size / (self.hp.total_batch_size * self.patch_num)
         local_loss = torch.zeros((), device=self.device)
         for round_index in range(self.rounds):
-            img_clean, img_lr, indices = next(self.batches)
+            img_clean, img_lr, *extra, indices = next(self.batches)
             img_clean, img_lr = self._to_device(img_clean), self._to_device(img_lr)
-            last = round_index == self.rounds - 1
-            sync = self.ddp.no_sync() if self.ddp is not None and not last else (
-                contextlib.nullcontext())
-            with sync:
-                loss = self._per_sample_loss(
-                    img_clean, img_lr, self.sampler.positions(self.samples, round_index),
-                    (TRAIN_PATCHES, self.samples), indices.tolist()).sum() * weight
-                self.scaler.scale(loss).backward()
-            local_loss += loss.detach()
+            per_sample = self._per_sample_loss(
+                img_clean, img_lr, self.sampler.positions(self.samples, round_index),
+                (TRAIN_PATCHES, self.samples), indices.tolist(), self._labels(extra),
+                backward_weight=weight, sync_last=round_index == self.rounds - 1)
+            local_loss += per_sample.sum() * weight
         self.scaler.unscale_(self.optimizer)
         if self.hp.grad_clip_threshold:
             norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(),
@@ -418,12 +480,13 @@ class Trainer:
             if keyed:
                 self.loss_fn.key_space = VALID_NOISE
             try:
-                for first, (img_clean, img_lr) in zip(range(0, len(mine), per_rank), loader,
-                                                      strict=True):
+                for first, (img_clean, img_lr, *extra) in zip(range(0, len(mine), per_rank),
+                                                              loader, strict=True):
                     keys = mine[first:first + per_rank]
                     per_sample = self._per_sample_loss(self._to_device(img_clean),
                                                        self._to_device(img_lr), keys,
-                                                       (VALID_PATCHES, keys[0]))
+                                                       (VALID_PATCHES, keys[0]),
+                                                       lead_time_label=self._labels(extra))
                     totals += torch.stack([per_sample.sum(), torch.tensor(
                         float(per_sample.numel()), device=self.device)])
             finally:

@@ -100,6 +100,26 @@ def rank_histogram(
     return counts.reshape(ranks.shape[0], bins)
 
 
+RELIABILITY_BINS = 10
+
+
+def brier_terms(probability: np.ndarray, outcome: np.ndarray) -> np.ndarray:
+    """Per-pixel Brier score terms ``(p - o)**2`` of a forecast probability ``p`` of a binary
+    (or fractional) outcome ``o``."""
+    return (probability - outcome) ** 2
+
+
+def reliability_counts(probability: np.ndarray, outcome: np.ndarray, valid: np.ndarray,
+                       bins: int = RELIABILITY_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Per forecast-probability bin (``bins`` equal bins of [0, 1], 1 in the last): how many
+    valid pixels forecast that probability, and the sum of their outcomes (observed
+    frequency = sum / count), for a reliability diagram."""
+    which = np.clip((probability[valid] * bins).astype(np.int64), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    hits = np.bincount(which, weights=outcome[valid].astype(np.float64), minlength=bins)
+    return counts, hits
+
+
 def masked_mean(values: np.ndarray, valid: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Mean over ``axes`` of the points where ``valid``; NaN where no point is valid."""
     count = valid.sum(axis=axes)

@@ -35,8 +35,36 @@ def time_mean_table(scores: xr.Dataset) -> dict[str, dict[str, float | None]]:
     return table
 
 
+def _plain(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def lead_time_table(scores: xr.Dataset) -> dict[str, dict[str, dict[str, float | None]]]:
+    """``{variable: {lead hours: {metric: mean over that lead's times}}}`` (forecast files)."""
+    if "lead_time" not in scores.coords:
+        return {}
+    metrics = [str(m) for m in scores["metric"].values]
+    return {var: {f"{float(h):g}": dict(zip(metrics, map(_plain, row), strict=True))
+                  for h, row in zip(scores["lead_time"].values,
+                                    scores[f"{var}_lead_time_mean"].values, strict=True)}
+            for var in score_variables(scores)}
+
+
+def reliability_table(scores: xr.Dataset) -> dict[str, dict[str, list]]:
+    """``{category variable: {"bin_centre", "count", "observed_frequency"}}``."""
+    out = {}
+    for var in score_variables(scores):
+        if f"{var}_reliability_count" in scores:
+            out[var] = {"bin_centre": scores["probability_bin"].values.tolist(),
+                        "count": scores[f"{var}_reliability_count"].values.tolist(),
+                        "observed_frequency": [_plain(x) for x in
+                                               scores[f"{var}_reliability_observed"].values]}
+    return out
+
+
 def to_json(scores: xr.Dataset) -> str:
-    """Machine-readable summary: time-mean metrics and rank histograms summed over time."""
+    """Machine-readable summary: time-mean metrics and rank histograms summed over time (and,
+    for forecasts, means per lead time; for category channels, reliability counts)."""
     return json.dumps({
         "source_file": scores.attrs.get("source_file", ""),
         "regression_file": scores.attrs.get("regression_file", "") or None,
@@ -45,6 +73,8 @@ def to_json(scores: xr.Dataset) -> str:
         "metrics": time_mean_table(scores),
         "rank_histogram": {v: scores[f"{v}_rank_histogram"].values.sum(axis=0).tolist()
                            for v in score_variables(scores)},
+        "lead_time_metrics": lead_time_table(scores),
+        "reliability": reliability_table(scores),
     }, indent=2)
 
 
@@ -64,7 +94,25 @@ def format_table(scores: xr.Dataset) -> str:
     units = {var: scores[var].attrs.get("units", "") for var in table}
     if any(units.values()):
         title += "; units: " + ", ".join(f"{v} [{u}]" for v, u in units.items() if u)
-    return "\n".join([title, *lines])
+    return "\n".join([title, *lines, *_lead_time_lines(scores)])
+
+
+def _lead_time_lines(scores: xr.Dataset) -> list[str]:
+    """CRPS (and Brier for category channels) per lead time, one column per lead."""
+    table = lead_time_table(scores)
+    if not table:
+        return []
+    leads = list(next(iter(table.values())))
+    head = ["variable", "metric", *[f"{h} h" for h in leads]]
+    rows = []
+    for var, by_lead in table.items():
+        metric = "brier" if by_lead[leads[0]].get("brier") is not None else "crps"
+        rows.append([var, metric, *["-" if by_lead[h][metric] is None else
+                                    f"{by_lead[h][metric]:.4g}" for h in leads]])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return ["", "by lead time:", *["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w)
+                                             in enumerate(zip(r, widths, strict=True)))
+                                   for r in [head, *rows]]]
 
 
 def write_scores(scores: xr.Dataset, path: str | os.PathLike) -> Path:

@@ -32,6 +32,7 @@ from inference.generated_file import (
 logger = logging.getLogger(__name__)
 
 ENSEMBLE_METRICS = ("crps", "crps_fair", "mae", "rmse", "bias", "spread", "spread_skill")
+PROBABILITY_METRICS = ("brier",)  # category channels (probabilities), NaN for the others
 BASELINE_METRICS = ("mae", "rmse", "bias", "crps")
 CHUNK_BYTES = 32 * 2**20  # float64 members per read; temporaries take ~6x that at peak
 
@@ -91,8 +92,12 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
     input_names = set(channels(ds, "input"))
     reg_ds, reg_index = _open_regression(regression, ds, times) if regression else (None, None)
     sources = (["input"] if input_names & set(names) else []) + (["regression"] if reg_ds else [])
+    probabilities = [v for v in str(ds.attrs.get("probability_variables", "")).split()
+                     if v in names]
     metric_names = list(ENSEMBLE_METRICS) + [f"{s}_{m}" for s in sources for m in BASELINE_METRICS]
-    acc = {v: _Accumulator(len(times), n, sources) for v in names}
+    if probabilities:
+        metric_names += list(PROBABILITY_METRICS)
+    acc = {v: _Accumulator(len(times), n, sources, v in probabilities) for v in names}
     rng = np.random.default_rng(seed)
     height, width = ds.sizes["y"], ds.sizes["x"]
     workers = max(1, min(workers or os.cpu_count() or 1, len(names)))
@@ -143,6 +148,16 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
     return _assemble(ds, names, acc, metric_names, times, n, regression, seed)
 
 
+def lead_hours(ds: xr.Dataset) -> np.ndarray | None:
+    """Each sample's lead time in hours (forecast files), else None."""
+    if "lead_time" not in ds.variables:
+        return None
+    values = ds["lead_time"].values
+    if np.issubdtype(values.dtype, np.timedelta64):
+        return values / np.timedelta64(1, "h")
+    return values.astype(np.float64)
+
+
 def _indexer(indices: np.ndarray) -> slice | np.ndarray:
     """A slice when the indices are consecutive: netCDF reads those as one block."""
     if len(indices) and np.all(np.diff(indices) == 1):
@@ -183,10 +198,15 @@ def _open_regression(path, ds: xr.Dataset, times: np.ndarray) -> tuple[xr.Datase
 class _Accumulator:
     """Per-time spatial means of one variable, filled chunk by chunk."""
 
-    def __init__(self, n_times: int, n_members: int, sources: list[str]):
+    def __init__(self, n_times: int, n_members: int, sources: list[str],
+                 probability: bool = False):
         self.m = n_members
         keys = ["crps", "crps_fair", "mae", "mse", "bias", "var"]
         keys += [f"{s}_{k}" for s in sources for k in ("mae", "mse", "bias")]
+        self.probability = probability
+        if probability:
+            keys.append("brier")
+            self.reliability = np.zeros((2, metrics.RELIABILITY_BINS))  # counts, outcomes
         self.values = {k: np.full(n_times, np.nan) for k in keys}
         self.ranks = np.zeros((n_times, n_members + 1), dtype=np.int64)
 
@@ -215,6 +235,12 @@ class _Accumulator:
             out["mse"][rows] = metrics.masked_mean(error**2, valid, space)
             out["bias"][rows] = metrics.masked_mean(error, valid, space)
             out["var"][rows] = metrics.masked_mean(metrics.ensemble_variance(pred), valid, space)
+            if self.probability:  # the ensemble-mean probability against the 0/1 outcome
+                probability = pred.mean(axis=0)
+                out["brier"][rows] = metrics.masked_mean(
+                    metrics.brier_terms(probability, truth), valid, space)
+                counts, hits = metrics.reliability_counts(probability, truth, valid)
+                self.reliability += np.stack([counts, hits])
             for name, base in baselines.items():
                 base_error = base.astype(np.float64) - truth
                 ok = np.isfinite(base_error)
@@ -222,9 +248,18 @@ class _Accumulator:
                 out[f"{name}_mse"][rows] = metrics.masked_mean(base_error**2, ok, space)
                 out[f"{name}_bias"][rows] = metrics.masked_mean(base_error, ok, space)
 
-    def table(self, metric_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(metric, time) values and their time mean, in the order of ``metric_names``."""
+    def table(self, metric_names: list[str], groups: list[np.ndarray] = ()
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(metric, time) values, their time mean, and the time means over each of ``groups``
+        (time indices; ``(group, metric)``), in the order of ``metric_names``."""
         v = self.values
+        table, means = self._summaries(metric_names, v)
+        grouped = np.stack([self._summaries(metric_names, {k: a[g] for k, a in v.items()})[1]
+                            for g in groups]) if len(groups) else np.zeros((0, len(means)))
+        return table, means, grouped
+
+    def _summaries(self, metric_names: list[str], v: dict[str, np.ndarray]
+                   ) -> tuple[np.ndarray, np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
             mean = {k: np.nanmean(a) for k, a in v.items()}
@@ -252,10 +287,33 @@ def _assemble(ds, names, acc, metric_names, times, n, regression, seed) -> xr.Da
     else:
         coords.update(sample=times, time=("sample", ds["time"].values[times]))
     out = xr.Dataset(coords=coords)
+    leads = lead_hours(ds)
+    groups = []
+    if leads is not None:
+        leads = leads[times]
+        distinct = np.unique(leads)
+        groups = [np.flatnonzero(leads == h) for h in distinct]
+        coords_lead = distinct
+        out.coords["lead_time"] = ("lead_time", coords_lead, {"units": "hours",
+                                                             "standard_name": "forecast_period"})
+        out.coords["sample_lead_time"] = (dim, leads, {"units": "hours"})
     for var in names:
         attrs = {k: ds[f"truth_{var}"].attrs[k] for k in ("units", "long_name", "standard_name")
                  if k in ds[f"truth_{var}"].attrs}
-        table, means = acc[var].table(metric_names)
+        table, means, per_lead = acc[var].table(metric_names, groups)
+        if leads is not None:
+            out[f"{var}_lead_time_mean"] = (("lead_time", "metric"), per_lead, attrs)
+        if acc[var].probability:
+            counts, hits = acc[var].reliability
+            edges = np.linspace(0, 1, metrics.RELIABILITY_BINS + 1)
+            out.coords["probability_bin"] = ("probability_bin", (edges[:-1] + edges[1:]) / 2,
+                                             {"long_name": "centre of the forecast "
+                                              "probability bin"})
+            out[f"{var}_reliability_count"] = (("probability_bin",), counts.astype(np.int64), {
+                "long_name": "pixels forecast a probability in the bin"})
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[f"{var}_reliability_observed"] = (("probability_bin",), hits / counts, {
+                    "long_name": "observed frequency of the pixels of the bin"})
         if np.isnan(table[0]).all():
             logger.warning("%s: no finite truth/prediction pixel; its scores are NaN", var)
         out[var] = (("metric", dim), table, attrs)
@@ -272,7 +330,10 @@ def _assemble(ds, names, acc, metric_names, times, n, regression, seed) -> xr.Da
                    "mean of the member variance (ddof=1); spread_skill: spread*sqrt((M+1)/M)/rmse;"
                    " input_*, regression_*: deterministic baselines (crps = mae)",
         "time_mean": "rmse and spread: root of the time-mean squares; spread_skill from those; "
-                     "others: mean over times",
+                     "others: mean over times (<var>_lead_time_mean: over the times of each "
+                     "lead time)",
+        "probability": "brier: Brier score of the ensemble-mean probability of a category "
+                       "channel; <var>_reliability_count/_observed: reliability diagram counts",
         "rank_ties": f"broken uniformly at random (numpy default_rng seed {seed})",
         "Conventions": "CF-1.8",
     }

@@ -170,3 +170,50 @@ def _write_stats(root: Path, sums: dict[str, list[np.ndarray]]) -> Path:
     path = root / "stats.json"
     path.write_text(json.dumps({"input": inputs, "output": outputs}, indent=1))
     return path
+
+
+# ------------------------------------------------------------------------- tiny training set-up
+TINY_SURFACE = ["u10m", "t2m", "msl"]
+TINY_ISOBARIC = ["z200", "t100", "r850"]
+TINY_OUTPUTS = ["u10m", "t2m", "precip", "cat_snow", "cat_ice", "cat_freez", "cat_rain",
+                "cat_none"]
+TINY_LT_ARCH = {
+    "model_type": "SongUNetPosLtEmbd", "model_channels": 8, "channel_mult": [1, 2],
+    "num_blocks": 1, "attn_resolutions": [], "dropout": 0.0, "N_grid_channels": 4,
+    "gridtype": "sinusoidal_octave", "lead_time_channels": 4, "lead_time_steps": 3,
+}
+
+
+def tiny_gefs_hrrr_dataset(root: Path) -> dict:
+    """The dataset section of a 16x32 GEFS-HRRR window over a fixture (written if absent)."""
+    root = Path(root)
+    if not (root / "stats.json").exists():
+        write_gefs_hrrr_fixture(root, years=(2021, 2022), inits_per_store=2,
+                                lead_hours=(0, 3, 6), hrrr_shape=(20, 36))
+    return {"type": "gefs_hrrr", "data_path": str(root), "stats_path": str(root / "stats.json"),
+            "input_surface_variables": TINY_SURFACE, "input_isobaric_variables": TINY_ISOBARIC,
+            "output_variables": TINY_OUTPUTS, "train_years": [2021], "valid_years": [2022],
+            "lead_hours": [0, 3, 6], "hrrr_window": [[2, 18], [2, 34]], "ds_factor": 1}
+
+
+def tiny_gefs_hrrr_config(root: Path, run_dir: Path, name: str = "lt_aware_ce_regression",
+                          **hp) -> dict:
+    """A complete training config (plain dict) of a tiny lead-time-aware model."""
+    config = {
+        "dataset": tiny_gefs_hrrr_dataset(root),
+        "validation": {"train": False},
+        "model": {"name": name, "model_args": dict(TINY_LT_ARCH)},
+        "training": {
+            "hp": {"training_duration": 24, "total_batch_size": 4, "lr": 2e-3, "lr_rampup": 0,
+                   **hp},
+            "perf": {"dataloader_workers": 0},
+            "io": {"checkpoint_dir": str(run_dir), "print_progress_freq": 8,
+                   "save_checkpoint_freq": 12, "validation_freq": 12, "validation_steps": 1},
+        },
+    }
+    if "diffusion" in name:
+        config["model"]["hr_mean_conditioning"] = True
+        config["model"]["model_args"]["embedding_type"] = "positional"
+    else:
+        config["model"]["model_args"]["embedding_type"] = "zero"
+    return config

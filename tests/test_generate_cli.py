@@ -20,7 +20,8 @@ from tests.training_fixtures import tiny_dataset
 SHIPPED = {"config_generate": "synthetic", "config_generate_mini": "hrrr_mini",
            "config_generate_taiwan": "cwb",
            # The reference workflow's names (compared with ours in test_reference_config.py).
-           "config_generate_hrrr_mini": "hrrr_mini", "config_generate_custom": "hrrr_mini"}
+           "config_generate_hrrr_mini": "hrrr_mini", "config_generate_custom": "hrrr_mini",
+           "config_generate_gefs_hrrr": "gefs_hrrr"}
 CKPTS = ["++generation.io.reg_ckpt_filename=r.mdlus", "++generation.io.res_ckpt_filename=d.mdlus"]
 
 

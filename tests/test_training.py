@@ -182,6 +182,36 @@ def test_accumulation_matches_one_big_batch(data_dir, tmp_path, name, extra):
     assert_same_weights(weights(one), weights(four), atol=1e-5)
 
 
+def test_patch_groups_match_all_patches_at_once(data_dir, tmp_path):
+    """max_patch_per_gpu: the patches of a step in groups (here 2 images x 1 patch, so three
+    groups for patch_num 3) give the losses, gradients and weights of all at once."""
+    regression = regression_checkpoint(data_dir, tmp_path, 2)
+    trainers = []
+    for limit in (None, 2, 5):
+        config = tiny_config(data_dir, tmp_path / str(limit), name="patched_diffusion",
+                             total_batch_size=4, batch_size_per_gpu=2, patch_shape_x=16,
+                             patch_shape_y=16, patch_num=3, max_patch_per_gpu=limit)
+        config["training"]["io"]["regression_checkpoint_path"] = regression
+        trainers.append(make_trainer(config))
+    assert [t.patch_groups for t in trainers] == [[(0, 3)], [(0, 1), (1, 2), (2, 3)],
+                                                  [(0, 2), (2, 3)]]
+    for _ in range(3):
+        losses = [t.train_step() for t in trainers]
+        norms = [t.grad_norm for t in trainers]
+        assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+        assert losses[2] == pytest.approx(losses[0], rel=1e-5)
+        assert norms[1] == pytest.approx(norms[0], rel=1e-4)
+    assert_same_weights(weights(trainers[0]), weights(trainers[1]), atol=1e-5)
+    assert_same_weights(weights(trainers[0]), weights(trainers[2]), atol=1e-5)
+    assert trainers[1].validate() == pytest.approx(trainers[0].validate(), rel=1e-5)
+    too_small = tiny_config(data_dir, tmp_path / "small", name="patched_diffusion",
+                            total_batch_size=4, batch_size_per_gpu=2, patch_shape_x=16,
+                            patch_shape_y=16, patch_num=3, max_patch_per_gpu=1)
+    too_small["training"]["io"]["regression_checkpoint_path"] = regression
+    with pytest.raises(ConfigError, match=r"max_patch_per_gpu=1 is below batch_size_per_gpu=2"):
+        make_trainer(too_small)
+
+
 def test_noise_depends_on_the_sample_not_the_batch(data_dir, tmp_path):
     """Each sample's sigma and noise come from its own key: drawing a batch at once or sample
     by sample gives the same values, and different keys give different draws."""

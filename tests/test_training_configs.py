@@ -25,6 +25,8 @@ TOP_LEVEL = {
     "config_training_hrrr_mini_regression": ("hrrr_mini", "regression"),
     "config_training_hrrr_mini_diffusion": ("hrrr_mini", "diffusion"),
     "config_training_custom": ("hrrr_mini", "regression"),
+    "config_training_gefs_hrrr_regression": ("gefs_hrrr", "lt_aware_ce_regression"),
+    "config_training_gefs_hrrr_diffusion": ("gefs_hrrr", "lt_aware_patched_diffusion"),
 }
 
 
@@ -61,6 +63,7 @@ GROUP_FILES = [
     "corrdiff_regression", "corrdiff_diffusion", "corrdiff_patched_diffusion",
     "corrdiff_regression_mini", "corrdiff_diffusion_mini",
     "corrdiff_regression_cpu", "corrdiff_diffusion_cpu",
+    "lt_aware_regression", "lt_aware_ce_regression", "lt_aware_patched_diffusion",
 ]
 
 
@@ -119,5 +122,5 @@ def test_diffusion_without_regression_checkpoint():
 def test_patch_options_need_a_patched_model():
     cfg = _compose(ROOT / "conf", "config_training", ["++training.hp.patch_shape_x=32",
                                                       "++training.hp.patch_shape_y=32"])
-    with pytest.raises(ConfigError, match="apply to patched_diffusion only"):
+    with pytest.raises(ConfigError, match="apply to patched models only"):
         validate_training_config(cfg)

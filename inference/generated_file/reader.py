@@ -7,7 +7,7 @@ and each variable is renamed ``<group>_<channel>``::
     input_2t       (time, y, x)             interpolated coarse input (auxiliary=1 for statics)
     truth_2t       (time, y, x)
     prediction_2t  (ensemble, time, y, x)
-    coords         time (decoded), lat(y, x), lon(y, x)
+    coords         time (decoded), lat(y, x), lon(y, x), lead_time(time) for forecasts
 
 Which samples are complete (a partial file of an interrupted run) comes from the progress
 group, read separately by `complete_times`.
@@ -61,7 +61,8 @@ def open_generated(
         # Files of earlier versions keep bookkeeping at the root: leave it out of the fields.
         root = root.drop_vars([v for v in (LEGACY_PROGRESS_VARIABLE, ENSEMBLE_DIM)
                                if v in root.variables])
-        parts = [root.set_coords([c for c in ("lat", "lon") if c in root.variables])]
+        parts = [root.set_coords([c for c in ("lat", "lon", "lead_time")
+                                  if c in root.variables])]
         for group in groups:
             part = xr.open_dataset(path, engine="netcdf4", group=group)
             renamed = {}

@@ -65,11 +65,15 @@ class EnsembleWriter:
         resume: bool = False,
         compression_level: int = 4,
         sample_grid: SampleGrid | None = None,
+        lead_times: Sequence[int] | None = None,
     ):
         self.path = Path(path)
         self.partial_path = self.path.with_name(self.path.name + ".partial")
         self.times = [as_datetime(t) for t in times]
         self.num_ensembles = int(num_ensembles)
+        self.lead_times = None if lead_times is None else [int(h) for h in lead_times]
+        if self.lead_times is not None and len(self.lead_times) != len(self.times):
+            raise ValueError(f"{len(self.lead_times)} lead times for {len(self.times)} times")
         self.sample_grid = sample_grid
         if sample_grid is not None and len(self.times):
             latitude, longitude = sample_grid(0)
@@ -156,6 +160,9 @@ class EnsembleWriter:
         if list(stored) != self.times:
             out.append(f"times: file has {len(stored)} from {stored[0]:%Y-%m-%dT%H:%M}, "
                        f"this run {len(self.times)} from {self.times[0]:%Y-%m-%dT%H:%M}")
+        stored_leads = (nc["lead_time"][:].tolist() if "lead_time" in nc.variables else None)
+        if stored_leads != self.lead_times:
+            out.append(f"lead times: file {stored_leads}, this run {self.lead_times}")
         if self.sample_dim not in nc.dimensions:
             out.append(f"layout: file is not laid out along {self.sample_dim!r}")
             return out
@@ -220,6 +227,11 @@ class EnsembleWriter:
         time_var = nc.createVariable("time", "f8", (dim,))
         time_var.setncatts({"units": units, "calendar": TIME_CALENDAR, "standard_name": "time"})
         time_var[:] = values
+        if self.lead_times is not None:  # forecasts: time is the valid time, init = time - lead
+            lead = nc.createVariable("lead_time", "i4", (dim,))
+            lead.setncatts({"units": "hours", "standard_name": "forecast_period",
+                            "long_name": "lead time of the forecast the input comes from"})
+            lead[:] = np.asarray(self.lead_times, dtype=np.int32)
         grid_dims = (dim, "y", "x") if self.sample_grid is not None else ("y", "x")
         chunks = (1, height, width) if self.sample_grid is not None else (height, width)
         for name, data, units, standard in (("lat", self.latitude, "degrees_north", "latitude"),
@@ -242,7 +254,9 @@ class EnsembleWriter:
                 var.setncatts(channel_attributes(channel.name, channel.level,
                                                  channel.attributes))
                 # CF-1.8 resolves these in the parent group.
-                var.coordinates = "lat lon" if dim == "time" else "time lat lon"
+                var.coordinates = " ".join(
+                    (["time"] if dim != "time" else []) + (
+                        ["lead_time"] if self.lead_times is not None else []) + ["lat", "lon"])
                 if channel.auxiliary:
                     var.auxiliary = np.int8(1)
         # Where the field's tools never look (they open the root and the field groups).
