@@ -125,6 +125,13 @@ class HRRRMiniDataset(ZScoredDataset):
                 time_var[:], units, calendar=getattr(time_var, "calendar", "standard")
             )
         ]
+        # Forecast files: each sample's lead time (hours), e.g. the synthetic --lead-hours data.
+        self._leads = (np.asarray(nc["lead_time"][:], dtype=np.int64)
+                       if "lead_time" in nc.variables else None)
+        if self._leads is not None and self._leads.shape != (n,):
+            raise DataError(f"{self.data_path!r}: 'lead_time' has shape {self._leads.shape}, "
+                            f"expected ({n},)")
+        self._lead_list = None if self._leads is None else sorted({int(h) for h in self._leads})
         coords = np.asarray(nc["coord"][:], dtype=np.int64)
         if coords.shape != (n, 2):
             raise DataError(
@@ -207,6 +214,14 @@ class HRRRMiniDataset(ZScoredDataset):
     def time(self) -> list[datetime.datetime]:
         return list(self._times)
 
+    def lead_time_hours(self) -> list[int] | None:
+        return None if self._lead_list is None else list(self._lead_list)
+
+    def lead_time_label(self, idx: int) -> int | None:
+        if self._leads is None:
+            return None
+        return self._lead_list.index(int(self._leads[int(idx) % len(self)]))
+
     def coords(self) -> np.ndarray:
         """``(N, 2)`` top-left (row, col) of each sample's window in the invariant grid."""
         return self._coords.copy()
@@ -286,6 +301,8 @@ class HRRRMiniDataset(ZScoredDataset):
             img_lr[n_in + n_mask:] = self._invariants_normalized[:, row:row + H, col:col + W]
         img_lr[:n_in] = self.input_normalizer.normalize(img_lr)[:n_in]
         img_clean = self.output_normalizer.normalize(target).astype(np.float32, copy=False)
+        if self._leads is not None:
+            return img_clean, img_lr, self.lead_time_label(idx)
         return img_clean, img_lr
 
     # ----------------------------------------------------------------------------- reading

@@ -93,10 +93,12 @@ class HRRRMiniWriter:
         compression_level: int = 1,
         variable_attributes: Mapping[str, Mapping[str, Mapping[str, str]]] | None = None,
         normalization: Mapping[str, Mapping[str, Mapping[str, object]]] | None = None,
+        lead_time: bool = False,
     ):
         """``variable_attributes[group][name]``: CF attributes written to the variable and to
         the statistics; ``normalization[group][name]``: ``transform`` (statistics are of the
-        transformed values) and ``nonnegative``, recorded in the statistics."""
+        transformed values) and ``nonnegative``, recorded in the statistics; ``lead_time``:
+        the inputs are forecasts, each sample's lead time (hours) goes to ``lead_time(time)``."""
         self.path = Path(path)
         self.tmp_path = self.path.with_name(self.path.name + ".partial")
         self.input_shape = tuple(input_shape)
@@ -107,6 +109,7 @@ class HRRRMiniWriter:
         self.lat, self.lon = lat, lon
         self.attributes = dict(attributes or {})
         self.compression_level = compression_level
+        self.lead_time = bool(lead_time)
         self.variable_attributes = {g: dict(v) for g, v in (variable_attributes or {}).items()}
         self.normalization = {g: dict(v) for g, v in (normalization or {}).items()}
         self.count = 0
@@ -136,6 +139,10 @@ class HRRRMiniWriter:
         time.units, time.calendar = TIME_UNITS, TIME_CALENDAR
         coord = nc.createVariable("coord", "i4", ("time", "coord_dim"), chunksizes=(4096, 2))
         coord.long_name = "(row, col) of the high-res window's top-left corner in the grid"
+        if self.lead_time:
+            lead = nc.createVariable("lead_time", "i4", ("time",), chunksizes=(4096,))
+            lead.setncatts({"units": "hours", "standard_name": "forecast_period",
+                            "long_name": "lead time of the forecast the inputs come from"})
         for name, values in (("lat", self.lat), ("lon", self.lon)):
             if values is not None:
                 var = nc.createVariable(name, "f4", ("y_grid", "x_grid"))
@@ -169,12 +176,17 @@ class HRRRMiniWriter:
         coords: np.ndarray,
         inputs: Mapping[str, np.ndarray],
         outputs: Mapping[str, np.ndarray],
+        lead_hours: Sequence[int] | None = None,
     ) -> None:
         """Append ``n`` samples: ``coords (n, 2)``, ``inputs[var] (n, h, w)``,
-        ``outputs[var] (n, H, W)``."""
+        ``outputs[var] (n, H, W)``, and for forecast files ``lead_hours (n)``."""
         assert self._nc is not None, "use HRRRMiniWriter inside a `with` block"
         n = len(times)
         start, stop = self.count, self.count + n
+        if self.lead_time != (lead_hours is not None):
+            raise ValueError("lead_hours must be given exactly when the writer has lead_time")
+        if lead_hours is not None:
+            self._nc["lead_time"][start:stop] = np.asarray(lead_hours, dtype=np.int32)
         self._nc["time"][start:stop] = netCDF4.date2num(
             list(times), TIME_UNITS, calendar=TIME_CALENDAR
         )

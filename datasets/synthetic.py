@@ -32,6 +32,10 @@ which exist only at the coarse resolution. After a spin-up, the flow is saved ev
   so every validation sample and every generated file has one lat/lon grid.
 
 ``stats.json`` holds statistics of the training split only.
+
+``--lead-hours 0,6,12,18,24`` makes the inputs forecast-like: each sample gets a lead time (in
+``lead_time(time)``) and an input error growing with it, for trying lead-time-aware models on
+CPU (`forecast_error`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from tqdm import tqdm
 from datasets.channel_policy import normalization_plan
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.hrrrmini_format import HRRRMiniWriter, write_stats
+from datasets.interpolation import upsample_bilinear
 from datasets.synthetic_flow import TerrainFlow
 from datasets.synthetic_surface import SurfaceDiagnostics
 from datasets.synthetic_terrain import Terrain, make_terrain
@@ -102,6 +107,26 @@ def evaluation_window(terrain: Terrain, window_size: int, stride: int) -> tuple[
     return int(i * stride), int(j * stride)
 
 
+FORECAST_ERROR = 0.6  # error at the longest lead, in standard deviations of each input
+
+
+def forecast_error(inputs: dict[str, np.ndarray], lead_hours: Sequence[int], longest: int,
+                   rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Coarse inputs ``(n, h, w)`` as forecasts of lead ``lead_hours[k]``: plus an error of
+    ``FORECAST_ERROR * lead / longest`` standard deviations of the field, large-scale (a
+    random 2 x 2 pattern, interpolated) plus cell noise; precipitation stays non-negative."""
+    out = {}
+    scale = FORECAST_ERROR * np.asarray(lead_hours, np.float64)[:, None, None] / longest
+    for name, values in inputs.items():
+        n, h, w = values.shape
+        broad = np.stack([upsample_bilinear(rng.standard_normal((2, 2)), max(h // 2, 1))
+                          [:h, :w] for _ in range(n)])
+        error = scale * float(values.std()) * (broad + 0.5 * rng.standard_normal(values.shape))
+        forecast = values + error
+        out[name] = np.clip(forecast, 0, None) if name == "tp" else forecast
+    return out
+
+
 def _crop(
     fields: dict[str, np.ndarray], coords: np.ndarray, window_size: int, factor: int
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -132,10 +157,18 @@ def generate_synthetic_dataset(
     valid_gap_hours: float = 12.0,
     save_interval_hours: float = DEFAULT_SAVE_INTERVAL_HOURS,
     progress: bool = False,
+    lead_hours: Sequence[int] | None = None,
 ) -> dict[str, Path]:
     """Simulate and write ``train.nc``, ``valid.nc`` and ``stats.json`` into ``out_dir``;
     returns their paths under the keys ``train``, ``valid`` and ``stats``. The size options
-    exist so tests can make a tiny version; the defaults are the published dataset."""
+    exist so tests can make a tiny version; the defaults are the published dataset.
+
+    ``lead_hours`` makes the inputs forecasts: sample ``i`` gets lead time
+    ``lead_hours[i % len(lead_hours)]`` (in ``lead_time(time)``) and its coarse inputs an
+    error growing with it (`forecast_error`), so lead-time-aware models can be tried on CPU."""
+    leads = [int(h) for h in lead_hours] if lead_hours else None
+    if leads is not None and (min(leads) < 0 or len(set(leads)) != len(leads)):
+        raise UsageError(f"--lead-hours must be distinct non-negative hours, got {lead_hours}")
     if domain_size % (2 * FLOW_COARSENING) or not window_size <= domain_size:
         raise UsageError(
             f"domain_size must be a multiple of {2 * FLOW_COARSENING} and at least window_size; "
@@ -209,7 +242,19 @@ def generate_synthetic_dataset(
         # default transform), everything else signed.
         normalization=normalization_plan({"input": INPUT_VARIABLES, "output": OUTPUT_VARIABLES},
                                          channel_attrs, None, None),
+        lead_time=leads is not None,
     )
+    error_rng = np.random.default_rng(np.random.SeedSequence([seed, 14]))
+    written = 0
+
+    def append(out: HRRRMiniWriter, times, coords, inputs, outputs) -> None:
+        nonlocal written
+        lead = None
+        if leads is not None:
+            lead = [leads[(written + k) % len(leads)] for k in range(len(times))]
+            inputs = forecast_error(inputs, lead, max(leads) or 1, error_rng)
+        out.append(times, coords, inputs, outputs, lead)
+        written += len(times)
 
     def attributes(split: str) -> dict[str, str]:
         return {
@@ -226,8 +271,8 @@ def generate_synthetic_dataset(
             valid_time, fields = snapshot()
             count = min(windows_per_time, n_train - i * windows_per_time)
             coords = window_rng.integers(0, domain_size - window_size + 1, size=(count, 2))
-            out.append([valid_time] * count, coords, *_crop(fields, coords, window_size,
-                                                             coarse_factor))
+            append(out, [valid_time] * count, coords,
+                   *_crop(fields, coords, window_size, coarse_factor))
         stats = out.stats()
     run(valid_gap_hours * 3600)
     coord = np.array([evaluation_window(terrain, window_size, coarse_factor)])
@@ -235,7 +280,7 @@ def generate_synthetic_dataset(
         for _ in range(n_valid):
             run(interval_s)
             valid_time, fields = snapshot()
-            out.append([valid_time], coord, *_crop(fields, coord, window_size, coarse_factor))
+            append(out, [valid_time], coord, *_crop(fields, coord, window_size, coarse_factor))
     write_stats(paths["stats"], stats)
     bar.close()
     logger.info(
@@ -328,11 +373,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="training samples (default: %(default)s)")
     parser.add_argument("--n-valid", type=int, default=DEFAULT_N_VALID,
                         help="validation samples (default: %(default)s)")
+    parser.add_argument("--lead-hours", default=None,
+                        help="forecast-like inputs: comma-separated lead times in hours, e.g. "
+                             "0,6,12,18,24, cycled over the samples, the input error growing "
+                             "with lead time (default: analyses, no lead time)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run_cli(lambda: generate_synthetic_dataset(
-        args.out, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, progress=True
-    ))
+        args.out, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid, progress=True,
+        lead_hours=_hours(args.lead_hours)))
+
+
+def _hours(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(h) for h in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--lead-hours {text!r}: give whole hours separated by commas, e.g. "
+                         "0,6,12") from None
 
 
 if __name__ == "__main__":

@@ -131,3 +131,14 @@ def test_built_from_the_preset_config(root):
 def test_clear_errors(root, options, message):
     with pytest.raises((DataError, DatasetConfigError), match=message):
         make(root, **options)
+
+
+def test_preview_draws_a_gefs_hrrr_sample(root, tmp_path):
+    from datasets.preview import main
+
+    out = tmp_path / "preview.png"
+    assert main(["conf/dataset/gefs_hrrr.yaml", f"data_path={root}",
+                 f"stats_path={root / 'stats.json'}", "train_years=[2021]",
+                 "hrrr_window=[[0,16],[0,32]]", "lead_hours=[0,3,6]", "--index", "4",
+                 "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000

@@ -98,10 +98,11 @@ def test_several_times_per_network_call_give_the_same_members(data_dir, checkpoi
                                                               monkeypatch):
     calls = {"regression": [], "residuals": []}
     regression, residuals = EnsembleGenerator._regression_mean, EnsembleGenerator._residuals
-    monkeypatch.setattr(EnsembleGenerator, "_regression_mean", lambda self, lr: calls[
-        "regression"].append(lr.shape[0]) or regression(self, lr))
-    monkeypatch.setattr(EnsembleGenerator, "_residuals", lambda self, lr, mean, seeds: calls[
-        "residuals"].append(len(seeds)) or residuals(self, lr, mean, seeds))
+    monkeypatch.setattr(EnsembleGenerator, "_regression_mean", lambda self, lr, labels: calls[
+        "regression"].append(lr.shape[0]) or regression(self, lr, labels))
+    monkeypatch.setattr(EnsembleGenerator, "_residuals", lambda self, lr, mean, seeds, labels:
+                        calls["residuals"].append(len(seeds))
+                        or residuals(self, lr, mean, seeds, labels))
     values = {}
     for per_batch in (1, 3):
         for mode in ("all", "regression"):

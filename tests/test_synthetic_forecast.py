@@ -1,0 +1,78 @@
+"""The embedded dataset's forecast-like option (--lead-hours): lead times in the file, input
+error growing with lead time, and the lead-time walkthrough of the README on it (lead-time-aware
+regression -> generation with lead_time -> scores per lead time)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from datasets.hrrrmini import HRRRMiniDataset
+from datasets.synthetic import block_mean, generate_synthetic_dataset, main
+from helpers.config_schema import validate_training_config
+from helpers.distributed import init_distributed
+from helpers.generation import EnsembleGenerator
+from helpers.generation_config import validate_generation_config
+from helpers.training_loop import Trainer
+from inference.scoring import score_file
+from tests.gefs_hrrr_fixtures import TINY_LT_ARCH
+from tests.test_synthetic import TINY
+from tests.training_fixtures import tiny_config
+
+LEADS = [0, 12, 24]
+
+
+@pytest.fixture(scope="module")
+def forecast_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("synthetic_forecast")
+    generate_synthetic_dataset(path, **{**TINY, "n_train": 24, "n_valid": 6}, lead_hours=LEADS)
+    return path
+
+
+def test_inputs_are_forecasts_whose_error_grows_with_lead_time(forecast_dir):
+    ds = HRRRMiniDataset(str(forecast_dir / "train.nc"), str(forecast_dir / "stats.json"))
+    assert ds.lead_time_hours() == LEADS
+    assert [ds.lead_time_label(i) for i in range(5)] == [0, 1, 2, 0, 1]
+    errors = {h: [] for h in LEADS}
+    names = [c.name for c in ds.input_channels()]
+    for i in range(len(ds)):
+        clean, lr, label = ds[i]
+        truth = ds.denormalize_output(clean)[[c.name for c in ds.output_channels()].index("2t")]
+        coarse = ds.denormalize_input(lr)[names.index("2t")]
+        factor = ds.upsample_factor
+        errors[LEADS[label]].append(np.sqrt(np.mean(
+            (block_mean(coarse, factor) - block_mean(truth, factor)) ** 2)))
+    rmse = [np.mean(errors[h]) for h in LEADS]
+    # (lead 0 keeps only the interpolation error of the block means)
+    assert rmse[2] > 2.5 * rmse[0] and rmse[0] < rmse[1] < rmse[2], rmse
+    plain = HRRRMiniDataset(str(forecast_dir / "valid.nc"), str(forecast_dir / "stats.json"))
+    assert len(plain[0]) == 3  # forecast files give the label with every sample
+
+
+def test_bad_lead_hours_are_one_line_errors(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "x"), "--lead-hours", "0,six"]) != 0
+    assert "--lead-hours '0,six': give whole hours" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "y"), "--lead-hours", "6,6"]) != 0
+    assert "--lead-hours must be distinct" in capsys.readouterr().err
+
+
+def test_lead_time_walkthrough_on_the_embedded_data(forecast_dir, tmp_path):
+    config = tiny_config(forecast_dir, tmp_path / "run", training_duration=16)
+    config["model"] = {"name": "lt_aware_regression",
+                       "model_args": {**TINY_LT_ARCH, "embedding_type": "zero"}}
+    trainer = Trainer(validate_training_config(copy.deepcopy(config)), init_distributed())
+    trainer.run()
+    assert trainer.lead_time
+    output = tmp_path / "regression.nc"
+    dataset = {**config["dataset"], "data_path": str(forecast_dir / "valid.nc")}
+    generation = validate_generation_config({"dataset": dataset, "generation": {
+        "inference_mode": "regression", "io": {
+            "reg_ckpt_filename": str(trainer.store.directory),
+            "output_filename": str(output)}}})
+    EnsembleGenerator(generation, init_distributed()).run()
+    scores = score_file(output, progress=False)
+    assert scores["lead_time"].values.tolist() == LEADS
+    rmse = scores["2t_lead_time_mean"].sel(metric="input_rmse").values
+    assert rmse[0] < rmse[1] < rmse[2]  # the input's own error grows with lead time
