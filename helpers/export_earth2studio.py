@@ -218,8 +218,16 @@ def _checked_networks(config: Any, dataset: Any) -> tuple[Path, Path, bool]:
             f"diffusion checkpoint {str(diffusion_path)!r} was trained on "
             f"{facts['patch_shape']} patches and takes the whole low-res input as extra "
             "channels; Earth2Studio's CorrDiff samples without patches, so it cannot run it")
-    load_regression_checkpoint(gen, dataset)
-    _, hr_mean = load_diffusion_network(gen, dataset)
+    from helpers.models import network_lead_time_steps
+
+    regression = load_regression_checkpoint(gen, dataset)
+    diffusion, hr_mean = load_diffusion_network(gen, dataset)
+    aware = [name for name, net in (("regression", regression), ("diffusion", diffusion))
+             if network_lead_time_steps(net) is not None]
+    if aware:
+        raise CheckpointError(
+            f"the {' and '.join(aware)} checkpoint(s) are lead-time-aware (SongUNetPosLtEmbd); "
+            "Earth2Studio's CorrDiff gives its networks no lead time, so it cannot run them")
     regression_path = resolve_checkpoint(gen.io.reg_ckpt_filename,
                                          "generation.io.reg_ckpt_filename")
     return regression_path, diffusion_path, hr_mean

@@ -9,6 +9,7 @@ from datasets.registry import build_dataset
 from datasets.synthetic import generate_synthetic_dataset
 from tests.conftest import ROOT, write_hrrr_mini
 from tests.cwa_fixture import write_cwa_zarr
+from tests.gefs_hrrr_fixtures import write_gefs_hrrr_fixture
 from tests.test_convert import write_pair
 from tests.test_synthetic import TINY
 
@@ -38,7 +39,15 @@ def _synthetic(tmp_path):
             "stats_path": str(tmp_path / "synthetic/stats.json")}
 
 
-FIXTURES = {"hrrrmini": _hrrrmini, "cwb": _cwb, "custom": _custom, "synthetic": _synthetic}
+def _gefs_hrrr(tmp_path):
+    write_gefs_hrrr_fixture(tmp_path, years=(2024,), inits_per_store=1, lead_hours=(0, 3),
+                            hrrr_shape=(16, 24))
+    return {"data_path": str(tmp_path), "stats_path": str(tmp_path / "stats.json"),
+            "train_years": [2024], "lead_hours": [0, 3], "hrrr_window": [[0, 16], [0, 16]]}
+
+
+FIXTURES = {"hrrrmini": _hrrrmini, "cwb": _cwb, "custom": _custom, "synthetic": _synthetic,
+            "gefs_hrrr": _gefs_hrrr}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -49,6 +58,7 @@ def test_shipped_dataset_config_builds(name, tmp_path, monkeypatch):
         OmegaConf.load(ROOT / f"conf/dataset/{name}.yaml"), FIXTURES[name](tmp_path)
     )
     dataset = build_dataset(config)
-    img_clean, img_lr = dataset[0]
+    img_clean, img_lr, *label = dataset[0]
+    assert label == ([] if dataset.lead_time_hours() is None else [0])
     assert img_clean.shape == (len(dataset.output_channels()), *dataset.image_shape())
     assert img_lr.shape == (len(dataset.input_channels()), *dataset.image_shape())

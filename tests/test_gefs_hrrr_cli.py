@@ -98,16 +98,30 @@ def test_generated_file_has_lead_times_and_probabilities(pipeline):
 
 
 def test_lead_time_switch_must_match_the_checkpoints(pipeline):
-    out = run(*[a for a in pipeline["generation"] if "output_filename" not in a],
-              f"++generation.io.output_filename={pipeline['root'] / 'refused.nc'}",
-              "++generation.has_lead_time=false", fail=True)
-    assert "generation.has_lead_time=False but the regression and diffusion checkpoint(s) " \
-           "embed lead time" in out
-    assert not (pipeline["root"] / "refused.nc").exists()
-    out = run(*pipeline["generation"][:2], *[a for a in pipeline["generation"][2:] if
-                                             "generation.times" not in a],
-              "++generation.times=[2022010112f00]", fail=True)
-    assert "'2022010112f00' (init and lead, YYYYMMDDHHfFF) is not a sample" in out
+    """In-process (the command's own errors are the same ConfigError, printed in one line)."""
+    from hydra import compose, initialize_config_dir
+
+    from helpers.distributed import init_distributed
+    from helpers.errors import ConfigError
+    from helpers.generation import EnsembleGenerator
+    from helpers.generation_config import validate_generation_config
+
+    def generator(*overrides: str) -> EnsembleGenerator:
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+            cfg = compose(config_name="config_generate_gefs_hrrr",
+                          overrides=[*pipeline["generation"][2:], *overrides])
+        return EnsembleGenerator(validate_generation_config(cfg), init_distributed())
+
+    refused = pipeline["root"] / "refused.nc"
+    with pytest.raises(ConfigError, match=r"generation.has_lead_time=False but the regression "
+                                          r"and diffusion checkpoint\(s\) embed lead time"):
+        generator("++generation.has_lead_time=false",
+                  f"++generation.io.output_filename={refused}")
+    assert not refused.exists()
+    with pytest.raises(ConfigError, match=r"'2022010112f00' \(init and lead, YYYYMMDDHHfFF\) "
+                                          r"is not a sample"):
+        generator("++generation.times=[2022010112f00]")
+    assert generator("++generation.has_lead_time=null").lead_time
 
 
 def test_scores_per_lead_time_with_brier_scores(pipeline):

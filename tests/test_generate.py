@@ -363,8 +363,8 @@ def test_patches_fuse_without_seams(data_dir, tmp_path):
 def test_generation_performance_options(data_dir, checkpoints, tmp_path, perf, tolerance,
                                         monkeypatch):
     if perf.get("torch_compile"):
-        # The wiring (both networks compiled, same members); inductor's own numerics are
-        # checked by the training test, and compiling with it here would cost ~45 s.
+        # The wiring (both networks compiled, same members) without inductor's code
+        # generation, which is torch's to test and would cost ~45 s here.
         compile_ = torch.compile
         monkeypatch.setattr(torch, "compile", lambda net: compile_(net, backend="aot_eager"))
     config = generation_config(data_dir, checkpoints, tmp_path / "p.nc", perf=perf,

@@ -134,3 +134,18 @@ def test_lead_time_misconfigurations_are_refused(root, tmp_path):
     missing_type["model"]["model_args"]["model_type"] = "SongUNetPosEmbd"
     with pytest.raises(ConfigError, match="is lead-time-aware: set"):
         make_trainer(missing_type)
+
+
+def test_learnable_positional_grid_is_trained(root, tmp_path):
+    """gridtype: learnable (the GEFS-HRRR diffusion preset's 100 channels): the grid is a
+    parameter the optimizer updates, and the conditioning channels count it."""
+    config = tiny_gefs_hrrr_config(root, tmp_path, training_duration=10_000)
+    config["model"]["model_args"].update(gridtype="learnable", N_grid_channels=100)
+    trainer = make_trainer(config)
+    grid = trainer.net.model.pos_embd
+    assert isinstance(grid, torch.nn.Parameter) and grid.shape == (100, 16, 32)
+    assert trainer.net.img_in_channels == 6 + 100 + 4  # inputs, grid, lead-time embedding
+    before = grid.detach().clone()
+    for _ in range(3):
+        trainer.train_step()
+    assert not torch.equal(before, trainer.net.model.pos_embd.detach())

@@ -8,11 +8,13 @@ import copy
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.synthetic import block_mean, generate_synthetic_dataset, main
 from helpers.config_schema import validate_training_config
 from helpers.distributed import init_distributed
+from helpers.errors import CheckpointError
 from helpers.generation import EnsembleGenerator
 from helpers.generation_config import validate_generation_config
 from helpers.training_loop import Trainer
@@ -76,3 +78,31 @@ def test_lead_time_walkthrough_on_the_embedded_data(forecast_dir, tmp_path):
     assert scores["lead_time"].values.tolist() == LEADS
     rmse = scores["2t_lead_time_mean"].sel(metric="input_rmse").values
     assert rmse[0] < rmse[1] < rmse[2]  # the input's own error grows with lead time
+
+    # A lead-free diffusion model on the lead-time-aware regression: the frozen regression
+    # still gets each sample's label, in training and in generation.
+    diffusion = tiny_config(forecast_dir, tmp_path / "run", name="diffusion",
+                            training_duration=8)
+    diffusion["training"]["io"]["regression_checkpoint_path"] = str(trainer.store.directory)
+    diffusion_run = Trainer(validate_training_config(diffusion), init_distributed())
+    assert diffusion_run.lead_time
+    diffusion_run.run()
+    both = {"reg_ckpt_filename": str(trainer.store.directory),
+            "res_ckpt_filename": str(diffusion_run.store.directory),
+            "output_filename": str(tmp_path / "corrdiff.nc")}
+    generation = validate_generation_config({"dataset": dataset, "generation": {
+        "num_ensembles": 2, "sampler": {"num_steps": 3}, "io": both}})
+    EnsembleGenerator(generation, init_distributed()).run()
+    with xr.open_dataset(tmp_path / "corrdiff.nc", group="prediction") as pred:
+        assert pred["2t"].shape[:2] == (2, 6) and np.isfinite(pred["2t"].values).all()
+
+    # Earth2Studio's CorrDiff passes no lead time: such a package is refused.
+    from helpers.export_earth2studio import ExportSection, export_package
+
+    with pytest.raises(CheckpointError, match=r"the regression checkpoint\(s\) are "
+                                              r"lead-time-aware"):
+        export_package(generation, ExportSection(
+            output_dir=str(tmp_path / "package"), variable_map={
+                "10u": "u10m", "10v": "v10m", "2t": "t2m", "tp": {"name": "tp", "scale": 1000},
+                "tcwv": "tcwv", "msl": "msl"}))
+    assert not (tmp_path / "package").exists()

@@ -479,7 +479,12 @@ def update_difference(trained: dict, reference: dict, start: dict) -> float:
     ({"torch_compile": True}, 1e-4),
     ({"fused_optimizer": True}, 1e-5),
 ])
-def test_performance_options_match_the_plain_run(data_dir, tmp_path, perf, rel):
+def test_performance_options_match_the_plain_run(data_dir, tmp_path, perf, rel, monkeypatch):
+    if perf.get("torch_compile"):
+        # Dynamo's graphs and AOT autograd's backward, without inductor's code generation:
+        # that is torch's own to test, and costs over two minutes here with a cold cache.
+        compile_ = torch.compile
+        monkeypatch.setattr(torch, "compile", lambda net: compile_(net, backend="aot_eager"))
     regression = regression_checkpoint(data_dir, tmp_path, steps=1)
     runs = {}
     for label, options in (("plain", {}), ("option", perf)):
