@@ -25,8 +25,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 lint: venv
 	$(BIN)/ruff check .
 
+# Test files run in parallel processes (one torch thread each): TEST_WORKERS=0 runs them in one.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Earth2Studio runs exported packages in its own venv; CI runs this after `make test`.
 E2S_VENV := .venv-e2s

@@ -106,6 +106,8 @@ class GEFSHRRRDataset(ZScoredDataset):
         self.output_variables = list(output_variables or OUTPUT_VARIABLES)
         self.prob_variables = list(PROB_VARIABLES if prob_variables is None else prob_variables)
         self._check_categories()
+        # cat_none is derived from the categories; without categories it is read if asked for.
+        self.derived = bool(self.prob_variables)
         self.stored_names = dict(STORED_NAMES if stored_names is None else stored_names)
         self.years = [int(y) for y in (train_years if train else valid_years)]
         self.lead_hours = [int(h) for h in lead_hours]
@@ -167,7 +169,8 @@ class GEFSHRRRDataset(ZScoredDataset):
         import xarray as xr
 
         try:
-            return xr.open_zarr(path, consolidated=None, mask_and_scale=False)
+            # chunks=None: lazily indexed arrays, no dask (each read is one small indexing)
+            return xr.open_zarr(path, consolidated=None, mask_and_scale=False, chunks=None)
         except Exception as err:  # missing metadata, not zarr, ...
             raise DataError(f"{str(path)!r} is not a readable zarr store ({err})") from err
 
@@ -206,7 +209,8 @@ class GEFSHRRRDataset(ZScoredDataset):
             for role in ROLES:
                 with self._open(roles[role]) as ds:
                     held.append([str(k) for k in ds["time"].values])
-            common = set(held[1]) & set(held[2])
+            common = set(held[0]) & set(held[1])
+            surface, isobaric = ({k: i for i, k in enumerate(keys_)} for keys_ in held[:2])
             for position, key in enumerate(held[2]):
                 if key not in common:
                     continue
@@ -217,8 +221,8 @@ class GEFSHRRRDataset(ZScoredDataset):
                         first and valid < first) or (last and valid > last):
                     continue
                 keys.append(key)
-                where[key] = (period, {"hrrr": position, "surface": held[0].index(key),
-                                       "isobaric": held[1].index(key)})
+                where[key] = (period, {"hrrr": position, "surface": surface[key],
+                                       "isobaric": isobaric[key]})
         absent = [h for h in self.lead_hours if h not in seen_leads]
         if absent:
             raise DataError(
@@ -248,13 +252,16 @@ class GEFSHRRRDataset(ZScoredDataset):
                 "dataset.stored_names")
         return [available.index(s) for s in stored]
 
+    def _loaded_outputs(self) -> list[str]:
+        """The output variables read from the HRRR stores (all but a derived ``cat_none``)."""
+        return [v for v in self.output_variables if not (self.derived and v == DERIVED_CATEGORY)]
+
     def _read_stats(self) -> None:
         stats = read_stats(self.stats_path)
         self._positions = {
             "surface": self._channel_positions("surface", self.surface_variables),
             "isobaric": self._channel_positions("isobaric", self.isobaric_variables),
-            "hrrr": self._channel_positions(
-                "hrrr", [v for v in self.output_variables if v != DERIVED_CATEGORY]),
+            "hrrr": self._channel_positions("hrrr", self._loaded_outputs()),
         }
         categories = set(self.prob_variables) | ({DERIVED_CATEGORY} if self.prob_variables
                                                  else set())
@@ -359,7 +366,7 @@ class GEFSHRRRDataset(ZScoredDataset):
                                              *self.window].values
         stored = np.asarray(stored, np.float32)
         out = np.empty((len(self.output_variables), *stored.shape[-2:]), np.float32)
-        loaded = [v for v in self.output_variables if v != DERIVED_CATEGORY]
+        loaded = self._loaded_outputs()
         for k, name in enumerate(loaded):
             out[self.output_variables.index(name)] = stored[k]
         if not np.isfinite(stored).all():

@@ -125,6 +125,7 @@ def test_built_from_the_preset_config(root):
     ({"lead_hours": [0, 3, 12]}, r"no samples at lead time\(s\) \[12\] h .*\[0, 3, 6\]"),
     ({"hrrr_window": [[0, 40], [0, 10]]}, r"hrrr_window .* does not fit the 20x36"),
     ({"output_variables": ["t2m", "cat_rain"]}, r"lacks the category channel"),
+    ({"prob_variables": []}, r"has no channel\(s\) \['cat_none'\]"),  # derived from categories
     ({"sample_shape": [8, 8]}, r"patch_shape_x/y instead"),
     ({"data_path": "/nonexistent/gefs"}, r"is not a directory"),
 ])
