@@ -149,3 +149,38 @@ def test_learnable_positional_grid_is_trained(root, tmp_path):
     for _ in range(3):
         trainer.train_step()
     assert not torch.equal(before, trainer.net.model.pos_embd.detach())
+
+
+def test_a_lead_time_checkpoint_saved_elsewhere_generates(root, tmp_path):
+    """A CE regression built and saved with physicsnemo alone, as the reference's GEFS-HRRR
+    training writes it (no facts file): generation finds its lead-time embedding and category
+    probabilities from the network itself."""
+    import xarray as xr
+    from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
+
+    from helpers.generation import EnsembleGenerator
+    from helpers.generation_config import validate_generation_config
+
+    net = CorrDiffRegressionUNet(
+        img_in_channels=6 + 4 + 4, img_out_channels=8, img_resolution=[16, 32],
+        model_type="SongUNetPosLtEmbd", model_channels=8, channel_mult=[1, 2], num_blocks=1,
+        attn_resolutions=[], N_grid_channels=4, embedding_type="zero", lead_time_channels=4,
+        lead_time_steps=3, prob_channels=[3, 4, 5, 6, 7])
+    checkpoint = tmp_path / "UNet.0.100.mdlus"
+    net.save(str(checkpoint))
+    dataset = {**tiny_gefs_hrrr_config(root, tmp_path)["dataset"], "train": False}
+    output = tmp_path / "reference.nc"
+    config = validate_generation_config({"dataset": dataset, "generation": {
+        "inference_mode": "regression", "times": ["2022010100f03", "2022070106f06"],
+        "io": {"reg_ckpt_filename": str(checkpoint), "output_filename": str(output)}}})
+    generator = EnsembleGenerator(config, init_distributed())
+    assert generator.lead_time
+    generator.run()
+    with xr.open_dataset(output, group="prediction") as pred:
+        categories = sum(pred[c].values for c in ("cat_snow", "cat_ice", "cat_freez",
+                                                  "cat_rain", "cat_none"))
+    torch.testing.assert_close(torch.as_tensor(categories), torch.ones_like(
+        torch.as_tensor(categories)), atol=1e-5, rtol=0)
+    with xr.open_dataset(output) as root_group:
+        assert root_group["lead_time"].values.astype("timedelta64[h]").astype(int).tolist() \
+            == [3, 6]
