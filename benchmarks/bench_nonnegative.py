@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from helpers.atomic_write import write_text  # noqa: E402
 from helpers.demo import (  # noqa: E402
     N_TIMES,
     dataset_command,
@@ -142,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                                     times)
     text = (f"tp on the embedded dataset's valid split ({len(times)} times, demo schedule"
             f"{', tiny' if args.tiny else ''})\n\n" + table(results) + "\n")
-    tmp = out / "summary.md.partial"
-    tmp.write_text(text)
-    os.replace(tmp, out / "summary.md")
+    write_text(out / "summary.md", text)
     print("\n" + text)
     print(f"wrote {out / 'summary.md'}")
     return 0

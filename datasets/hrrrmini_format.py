@@ -27,6 +27,7 @@ import netCDF4
 import numpy as np
 
 from datasets import transforms
+from helpers.atomic_write import write_text
 
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
 TIME_CALENDAR = "standard"
@@ -67,10 +68,7 @@ class RunningMoments:
 
 def write_stats(path: str | os.PathLike, stats: Mapping) -> None:
     """Write ``stats.json`` atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(stats, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(stats, indent=2) + "\n")
 
 
 class HRRRMiniWriter:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from omegaconf import OmegaConf
 
 from datasets.base import DownscalingDataset
 from datasets.registry import build_dataset
+from helpers.atomic_write import atomic_path
 from helpers.errors import UsageError, run_cli
 
 logger = logging.getLogger("datasets.preview")
@@ -78,10 +78,9 @@ def plot_sample(dataset: DownscalingDataset, index: int, out: Path) -> Path:
     fig.suptitle(f"sample {index}, {dataset.time()[index]:%Y-%m-%d %H:%M}")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".partial.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(out, ".tmp.png") as temporary:
+        fig.savefig(temporary, dpi=90)
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 

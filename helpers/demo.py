@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.atomic_write import write_text
 from helpers.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,9 +164,7 @@ def write_summary(out: Path, scores: dict, regression_file: Path, corrdiff_file:
               "| --- | --- |"]
     lines += [f"| {name} | {seconds:.0f} s |" for name, seconds in timings.items()]
     text = "\n".join(lines) + "\n"
-    tmp = out / "summary.md.partial"
-    tmp.write_text(text)
-    os.replace(tmp, out / "summary.md")
+    write_text(out / "summary.md", text)
     return text
 
 

@@ -175,7 +175,11 @@ class EnsembleGenerator:
         gen = self.gen
         patch = (gen.patch_shape_y, gen.patch_shape_x)
         # Channel multipliers from the arguments saved with the checkpoint.
-        saved_args = getattr(self.diffusion, "_args", {}).get("__args__", {})
+        from helpers.checkpoint_safety import check_mdlus
+
+        option = "generation.io.res_ckpt_filename"
+        saved = check_mdlus(resolve_checkpoint(gen.io.res_ckpt_filename, option), option)
+        saved_args = saved.get("__args__") if isinstance(saved.get("__args__"), dict) else {}
         check_patch_shape(patch, self.image_shape,
                           {"channel_mult": saved_args.get("channel_mult", [1])},
                           "generation.patch_shape_y/x")
@@ -274,8 +278,10 @@ class EnsembleGenerator:
     def run(self) -> Path:
         output = Path(self.gen.io.output_filename)
         times = [self.dataset.time()[i] for i in self.indices]
+        # Without generation.perf.torch_compile nothing is compiled, not even what a library
+        # marks for torch.compile (minutes of start-up on a CPU for a few calls).
         dynamo = (contextlib.nullcontext() if self.torch_compile
-                  else torch._dynamo.config.patch(disable=True))
+                  else torch.compiler.set_stance("force_eager"))
         writer = self.writer
         with dynamo, writer if writer is not None else contextlib.nullcontext():
             done = broadcast_object(sorted(writer.completed) if writer is not None else None)

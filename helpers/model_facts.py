@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +47,9 @@ def statistics_fingerprint(dataset: Any) -> str | None:
 
 def write_facts(checkpoint: Path, facts: dict[str, Any]) -> Path:
     """Write the facts of ``checkpoint`` atomically (temporary name, then rename)."""
-    path = facts_path(checkpoint)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps({"format": FORMAT, **facts}, indent=1))
-    os.replace(temporary, path)
-    return path
+    from helpers.atomic_write import write_text
+
+    return write_text(facts_path(checkpoint), json.dumps({"format": FORMAT, **facts}, indent=1))
 
 
 def read_facts(checkpoint: str | Path) -> dict[str, Any] | None:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from helpers.atomic_write import atomic_path
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,12 +28,8 @@ def save_png(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save to a temporary name in the same folder, then rename: a PNG at ``path`` is whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, format="png", dpi=dpi, bbox_inches="tight")
         pyplot().close(fig)
     logger.info("wrote %s", path.resolve())
     return path

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from helpers.atomic_write import atomic_path
 from inference.generated_file import sample_dim
 
 
@@ -116,17 +117,13 @@ def _lead_time_lines(scores: xr.Dataset) -> list[str]:
 
 
 def write_scores(scores: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write to ``<path>.tmp`` and rename, so ``path`` is never a half-written file."""
+    """Write to a temporary name and rename, so ``path`` is never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     encoding = {}
     for name, var in scores.data_vars.items():
         if var.dtype.kind == "f":
             encoding[name] = {"_FillValue": np.nan}
-    try:
-        scores.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as temporary:
+        scores.to_netcdf(temporary, engine="netcdf4", format="NETCDF4", encoding=encoding)
     return path

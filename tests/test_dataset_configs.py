@@ -11,7 +11,7 @@ from tests.conftest import ROOT, write_hrrr_mini
 from tests.cwa_fixture import write_cwa_zarr
 from tests.gefs_hrrr_fixtures import write_gefs_hrrr_fixture
 from tests.test_convert import write_pair
-from tests.test_synthetic import TINY
+from tests.training_fixtures import TINY
 
 SHIPPED = sorted(p.stem for p in (ROOT / "conf/dataset").glob("*.yaml"))
 

@@ -35,7 +35,7 @@ def test_tiny_demo_runs_every_stage(tmp_path):
 def test_evaluation_times_spread_over_the_valid_split(tmp_path):
     from datasets.synthetic import generate_synthetic_dataset
     from helpers.demo import evaluation_times
-    from tests.test_synthetic import TINY
+    from tests.training_fixtures import TINY
 
     paths = generate_synthetic_dataset(tmp_path, **{**TINY, "n_valid": 5})
     with xr.open_dataset(paths["valid"]) as valid:

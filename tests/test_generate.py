@@ -296,7 +296,7 @@ def test_resolution_must_match(data_dir, checkpoints, tmp_path):
     config["generation"]["io"]["reg_ckpt_filename"] = None
     big = tmp_path / "big"
     from datasets.synthetic import generate_synthetic_dataset
-    from tests.test_synthetic import TINY
+    from tests.training_fixtures import TINY
 
     generate_synthetic_dataset(big, **{**TINY, "window_size": 64, "domain_size": 96})
     config["dataset"].update(data_path=str(big / "valid.nc"), stats_path=str(big / "stats.json"))

@@ -23,12 +23,8 @@ from datasets.synthetic import (
 )
 from datasets.synthetic_terrain import LambertConformal
 from helpers.errors import DataError
+from tests.training_fixtures import TINY
 
-# Tiny: seconds-scale runs for layout and bookkeeping tests.
-TINY = dict(
-    n_train=8, n_valid=3, domain_size=64, window_size=32, windows_per_time=4,
-    spinup_hours=2.0, valid_gap_hours=1.0,
-)
 # Moderate: the published domain and windows, fewer samples (about 8 s to generate).
 N_TRAIN, N_VALID = 256, 32
 

@@ -20,8 +20,7 @@ from helpers.generation_config import validate_generation_config
 from helpers.training_loop import Trainer
 from inference.scoring import score_file
 from tests.gefs_hrrr_fixtures import TINY_LT_ARCH
-from tests.test_synthetic import TINY
-from tests.training_fixtures import tiny_config
+from tests.training_fixtures import TINY, tiny_config
 
 LEADS = [0, 12, 24]
 

@@ -6,7 +6,12 @@ import copy
 from pathlib import Path
 
 from datasets.synthetic import generate_synthetic_dataset
-from tests.test_synthetic import TINY
+
+# The embedded dataset, tiny: seconds-scale runs for layout and bookkeeping tests.
+TINY = dict(
+    n_train=8, n_valid=3, domain_size=64, window_size=32, windows_per_time=4,
+    spinup_hours=2.0, valid_gap_hours=1.0,
+)
 
 TINY_ARCH = {
     "model_type": "SongUNetPosEmbd",
