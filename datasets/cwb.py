@@ -17,11 +17,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import cftime
 import numpy as np
 import zarr
 
 from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
+from helpers.cf_time import decode_times
 from helpers.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -128,21 +128,9 @@ class CWADataset(ZScoredDataset):
 
     def _select_times(self, group: zarr.Group) -> None:
         time_array = group["time"]
-        units = time_array.attrs.get("units")
-        if not units:
-            raise DataError(f"{self.data_path!r}: array 'time' has no CF 'units' attribute")
-        calendar = time_array.attrs.get("calendar", "standard")
-        try:
-            decoded = cftime.num2date(np.asarray(time_array[:]), units, calendar=calendar)
-        except (ValueError, TypeError) as err:
-            raise DataError(
-                f"{self.data_path!r}: cannot decode 'time' with units {units!r} and calendar "
-                f"{calendar!r}: {err}"
-            ) from err
-        self._all_times = [
-            datetime.datetime(d.year, d.month, d.day, d.hour, d.minute, d.second)
-            for d in np.ravel(decoded)
-        ]
+        self._all_times = decode_times(time_array[:], time_array.attrs.get("units"),
+                                       time_array.attrs.get("calendar"),
+                                       f"{self.data_path!r}: array 'time'")
         cwb_valid = np.asarray(group["cwb_valid"][:]) != 0
         era5_valid = np.all(np.asarray(group["era5_valid"][:]) != 0, axis=1)
         keep = cwb_valid & era5_valid

@@ -30,6 +30,7 @@ from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
 from datasets.interpolation import upsample_bilinear
 from datasets.stats_file import ChannelStats, channel_stats, read_stats
 from datasets.variable_metadata import CF_KEYS
+from helpers.cf_time import decode_times
 from helpers.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -116,15 +117,9 @@ class HRRRMiniDataset(ZScoredDataset):
         self.upsample_factor = W // w
 
         time_var = nc["time"]
-        units = getattr(time_var, "units", None)
-        if units is None:
-            raise DataError(f"{self.data_path!r}: variable 'time' has no CF 'units' attribute")
-        self._times = [
-            datetime.datetime(d.year, d.month, d.day, d.hour, d.minute, d.second)
-            for d in netCDF4.num2date(
-                time_var[:], units, calendar=getattr(time_var, "calendar", "standard")
-            )
-        ]
+        self._times = decode_times(time_var[:], getattr(time_var, "units", None),
+                                   getattr(time_var, "calendar", None),
+                                   f"{self.data_path!r}: variable 'time'")
         # Forecast files: each sample's lead time (hours), e.g. the synthetic --lead-hours data.
         self._leads = (np.asarray(nc["lead_time"][:], dtype=np.int64)
                        if "lead_time" in nc.variables else None)

@@ -46,6 +46,7 @@ from datasets.field_selection import (
 )
 from datasets.grid_alignment import BilinearRegridder, aligned_shape, infer_factor, parse_crop
 from datasets.variable_metadata import CF_KEYS
+from helpers.cf_time import as_datetime
 from helpers.errors import DataError
 
 DIM_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"), ("south_north", "west_east"),
@@ -91,9 +92,7 @@ def spatial_dims(da: xr.DataArray, dims: Sequence[str] | None = None,
 
 def to_datetimes(index) -> list[datetime.datetime]:
     """pandas or cftime time index to plain datetimes (what the writers and datapipes use)."""
-    return [
-        datetime.datetime(t.year, t.month, t.day, t.hour, t.minute, t.second) for t in index
-    ]
+    return [as_datetime(t) for t in index]
 
 
 def cf_attributes(da: xr.DataArray) -> dict[str, str]:

@@ -41,18 +41,6 @@ def progress_variable(nc: Any) -> Any:
     return nc.variables.get(LEGACY_PROGRESS_VARIABLE)
 
 
-def as_datetime(value: Any) -> datetime.datetime:
-    """Naive UTC datetime from datetime, numpy datetime64 or cftime values."""
-    if isinstance(value, np.datetime64):
-        value = value.astype("datetime64[us]").item()
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
-        return value
-    return datetime.datetime(value.year, value.month, value.day, value.hour, value.minute,
-                             value.second, getattr(value, "microsecond", 0))
-
-
 def encode_times(times: Sequence[datetime.datetime]) -> tuple[np.ndarray, str]:
     """Offsets from 1990-01-01 in the coarsest unit that holds every time exactly, so decoding
     gives back the same instants."""

@@ -20,13 +20,13 @@ import netCDF4
 import numpy as np
 
 from datasets.variable_metadata import channel_attributes
+from helpers.cf_time import as_datetime, decode_times
 from inference.generated_file.layout import (
     ENSEMBLE_DIM,
     GROUPS,
     PROGRESS_GROUP,
     PROGRESS_VARIABLE,
     TIME_CALENDAR,
-    as_datetime,
     attribute_value,
     encode_times,
     now,
@@ -153,10 +153,8 @@ class EnsembleWriter:
         """What about the file at hand does not match this writer's planned layout."""
         out = []
         time_var = nc["time"]
-        stored = netCDF4.num2date(
-            time_var[:], time_var.units, calendar=getattr(time_var, "calendar", TIME_CALENDAR),
-            only_use_cftime_datetimes=False, only_use_python_datetimes=True,
-        )
+        stored = decode_times(time_var[:], time_var.units,
+                              getattr(time_var, "calendar", TIME_CALENDAR))
         if list(stored) != self.times:
             out.append(f"times: file has {len(stored)} from {stored[0]:%Y-%m-%dT%H:%M}, "
                        f"this run {len(self.times)} from {self.times[0]:%Y-%m-%dT%H:%M}")
