@@ -51,7 +51,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,6 +59,7 @@ import numpy as np
 from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
 from datasets.hrrrmini_format import RunningMoments
 from datasets.interpolation import upsample_bilinear
+from datasets.per_process import PerProcess
 from datasets.stats_file import channel_stats, read_stats
 from datasets.variable_metadata import channel_attributes
 from datasets.xarray_pairs import PairedData, check_finite
@@ -93,8 +93,7 @@ class PairedXarrayDataset(ZScoredDataset):
                             input_variables=input_variables, output_variables=output_variables,
                             regrid=regrid, factor=factor, coarse_dims=coarse_dims,
                             fine_dims=fine_dims, select=select, crop=crop)
-        self._pairs: PairedData | None = None
-        self._pid: int | None = None
+        self._pairs: PerProcess[PairedData] = PerProcess(self._open_pairs)
         pairs = self._open()
         self.input_variables = pairs.input_names
         self.output_variables = pairs.output_names
@@ -123,11 +122,11 @@ class PairedXarrayDataset(ZScoredDataset):
 
     # --------------------------------------------------------------------- reading (adapt these)
     def _open(self) -> PairedData:
-        """Open (or reopen, in a new worker process) the data files."""
-        if self._pairs is None or self._pid != os.getpid():
-            self._pairs = PairedData(**self.options)
-            self._pid = os.getpid()
-        return self._pairs
+        """The data files, open once per process (reopened in each DataLoader worker)."""
+        return self._pairs.get()
+
+    def _open_pairs(self) -> PairedData:
+        return PairedData(**self.options)
 
     def _read_fields(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw coarse ``(C_in, h, w)`` and fine ``(C_out, H, W)`` fields at matched time ``k``."""
@@ -220,11 +219,6 @@ class PairedXarrayDataset(ZScoredDataset):
         img_lr = np.concatenate([upsample_bilinear(coarse, self.factor), self._invariants])
         img_lr = self.normalize_input(img_lr).astype(np.float32, copy=False)
         return self.normalize_output(fine).astype(np.float32, copy=False), img_lr
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_pairs"], state["_pid"] = None, None  # file handles are per process
-        return state
 
 
 def _select_times(times: list[datetime.datetime], start: str | None, end: str | None) -> list[int]:

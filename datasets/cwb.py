@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import zarr
 
 from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
+from datasets.per_process import PerProcess
 from helpers.cf_time import decode_times
 from helpers.errors import DataError
 
@@ -74,8 +74,7 @@ class CWADataset(ZScoredDataset):
                 f"dataset.data_path {self.data_path!r} does not exist; set it to the CWA .zarr "
                 "directory"
             )
-        self._group_handle: zarr.Group | None = None
-        self._group_pid: int | None = None
+        self._store: PerProcess[zarr.Group] = PerProcess(self._open_store)
         group = self._group()
         present = sorted(group.array_keys())
         missing = [name for name in REQUIRED_ARRAYS if name not in present]
@@ -219,18 +218,18 @@ class CWADataset(ZScoredDataset):
 
     # ----------------------------------------------------------------------------- reading
     def _group(self) -> zarr.Group:
-        """One open store per process: handles must not be shared across DataLoader workers.
-        Consolidated metadata is used when present, the per-array metadata otherwise."""
-        if self._group_handle is None or self._group_pid != os.getpid():
-            try:
-                self._group_handle = zarr.open_group(self.data_path, mode="r")
-            except (OSError, ValueError) as err:
-                raise DataError(
-                    f"{self.data_path!r} is not a readable zarr group ({err}); point "
-                    "dataset.data_path at the CWA .zarr directory"
-                ) from err
-            self._group_pid = os.getpid()
-        return self._group_handle
+        """The store, open once per process (`datasets.per_process`)."""
+        return self._store.get()
+
+    def _open_store(self) -> zarr.Group:
+        """Consolidated metadata is used when present, the per-array metadata otherwise."""
+        try:
+            return zarr.open_group(self.data_path, mode="r")
+        except (OSError, ValueError) as err:
+            raise DataError(
+                f"{self.data_path!r} is not a readable zarr group ({err}); point "
+                "dataset.data_path at the CWA .zarr directory"
+            ) from err
 
     def _read(self, name: str, t: int, channels: list[int], meta: list) -> np.ndarray:
         rows, cols = self._crop
@@ -247,10 +246,6 @@ class CWADataset(ZScoredDataset):
             )
         return field
 
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_group_handle"], state["_group_pid"] = None, None
-        return state
 
 
 def _channel_metadata(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
 from datasets.grid_alignment import BilinearRegridder
 from datasets.interpolation import upsample_bilinear
+from datasets.per_process import PerProcess
 from datasets.stats_file import ChannelStats, channel_stats, read_stats
 from helpers.errors import DataError, DatasetConfigError
 
@@ -121,8 +121,7 @@ class GEFSHRRRDataset(ZScoredDataset):
         self._read_grids(hrrr_window)
         self._keys, self._where = self._find_samples(first_time, last_time)
         self._read_stats()
-        self._handles: dict[tuple[str, str], object] = {}
-        self._handles_pid: int | None = None
+        self._handles: PerProcess[dict] = PerProcess(dict)  # (period, role) -> values
         logger.info("%s: %d samples (%d leads) from %d store period(s) of years %s",
                     self.data_path, len(self._keys), len(self.lead_hours), len(self._stores),
                     self.years)
@@ -337,12 +336,11 @@ class GEFSHRRRDataset(ZScoredDataset):
 
     # ----------------------------------------------------------------------------- reading
     def _store(self, period: str, role: str):
-        """One handle per store and process: handles must not cross DataLoader workers."""
-        if self._handles_pid != os.getpid():
-            self._handles, self._handles_pid = {}, os.getpid()
-        if (period, role) not in self._handles:
-            self._handles[period, role] = self._open(self._stores[period][role])["values"]
-        return self._handles[period, role]
+        """One handle per store and process (`datasets.per_process`)."""
+        handles = self._handles.get()
+        if (period, role) not in handles:
+            handles[period, role] = self._open(self._stores[period][role])["values"]
+        return handles[period, role]
 
     def _regrid(self, period: str, role: str, position: int, key: str) -> np.ndarray:
         regridder = self._regridders[role]
@@ -380,11 +378,6 @@ class GEFSHRRRDataset(ZScoredDataset):
             out[none] = (out[categories[:-1]].sum(axis=0) == 0).astype(np.float32)
             out[categories] /= out[categories].sum(axis=0, keepdims=True)
         return out
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_handles"], state["_handles_pid"] = {}, None
-        return state
 
 
 def _normalizer(stats: list[ChannelStats]) -> ChannelNormalizer:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
 from datasets.interpolation import upsample_bilinear
+from datasets.per_process import PerProcess
 from datasets.stats_file import ChannelStats, channel_stats, read_stats
 from datasets.variable_metadata import CF_KEYS
 from helpers.cf_time import decode_times
@@ -55,8 +55,7 @@ class HRRRMiniDataset(ZScoredDataset):
         self.stats_path = str(stats_path)
         _require_file(self.data_path, "dataset.data_path")
         _require_file(self.stats_path, "dataset.stats_path")
-        self._nc: netCDF4.Dataset | None = None
-        self._nc_pid: int | None = None
+        self._nc = PerProcess(self._open_file)
         try:
             nc = netCDF4.Dataset(self.data_path, "r")
         except OSError as err:
@@ -302,17 +301,17 @@ class HRRRMiniDataset(ZScoredDataset):
 
     # ----------------------------------------------------------------------------- reading
     def _handle(self) -> netCDF4.Dataset:
-        """One open file per process: handles must not be shared across DataLoader workers."""
-        if self._nc is None or self._nc_pid != os.getpid():
-            self._nc = netCDF4.Dataset(self.data_path, "r")
-            self._nc_pid = os.getpid()
-            # Each sample is read once per epoch in random order, so HDF5's per-variable chunk
-            # cache only holds memory; keep it to about one chunk.
-            for group, names in (("input", self.input_variables),
-                                 ("output", self.output_variables)):
-                for name in names:
-                    self._nc[group][name].set_var_chunk_cache(size=CHUNK_CACHE_BYTES)
-        return self._nc
+        """The file, open once per process (`datasets.per_process`)."""
+        return self._nc.get()
+
+    def _open_file(self) -> netCDF4.Dataset:
+        nc = netCDF4.Dataset(self.data_path, "r")
+        # Each sample is read once per epoch in random order, so HDF5's per-variable chunk
+        # cache only holds memory; keep it to about one chunk.
+        for group, names in (("input", self.input_variables), ("output", self.output_variables)):
+            for name in names:
+                nc[group][name].set_var_chunk_cache(size=CHUNK_CACHE_BYTES)
+        return nc
 
     def _read(self, group, names: list[str], idx: int, stats: list[ChannelStats]) -> np.ndarray:
         out = np.stack([np.ma.filled(group[v][idx].astype(np.float32), np.nan) for v in names])
@@ -331,11 +330,6 @@ class HRRRMiniDataset(ZScoredDataset):
                     "that time"
                 )
         return out
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_nc"], state["_nc_pid"] = None, None
-        return state
 
 
 def _normalizer(stats: list[ChannelStats]) -> ChannelNormalizer:

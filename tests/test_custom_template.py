@@ -112,7 +112,7 @@ def test_registry_loading_and_pickling(pair):
     assert type(by_name).__name__ == type(by_path).__name__ == "PairedXarrayDataset"
     np.testing.assert_array_equal(by_name[3][0], by_path[3][0])
     clone = pickle.loads(pickle.dumps(by_name))  # as a DataLoader worker would receive it
-    assert clone._pairs is None
+    assert not clone._pairs.is_open()
     np.testing.assert_array_equal(clone[3][1], by_name[3][1])
 
 

@@ -145,7 +145,7 @@ def test_pickled_dataset_reopens_the_store(store):
     ds = CWADataset(path, **CROP)
     ds[0]
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._group_handle is None
+    assert ds._store.is_open() and not clone._store.is_open()
     np.testing.assert_array_equal(clone[2][1], ds[2][1])
 
 
