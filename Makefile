@@ -25,11 +25,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 lint: venv
 	$(BIN)/ruff check .
 
-# Test files run in parallel processes (one torch thread each): TEST_WORKERS=0 runs them in one.
+# Test files run in parallel processes (one torch thread each), longest first (tests/conftest.py);
+# TEST_WORKERS=0 runs them in one.
 TEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Earth2Studio runs exported packages in its own venv; CI runs this after `make test`.
 E2S_VENV := .venv-e2s

@@ -26,6 +26,19 @@ except ImportError:  # pragma: no cover
     pass
 
 
+# The longest test files (minutes of subprocesses each) start first, so that with the files
+# spread over processes (`make test`: pytest -n 2 --dist loadfile) no process is left with
+# one of them at the end while the others idle.
+LONGEST_FIRST = ("test_bad_input_cli", "test_train_cli", "test_demo", "test_real_data_cli",
+                 "test_training", "test_generate_cli", "test_gefs_hrrr_cli", "test_generate",
+                 "test_export_earth2studio", "test_lead_time_training")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))
+
+
 def one_error_line(result) -> str:
     """A finished command (``subprocess.CompletedProcess``) must have failed cleanly: exit
     status 1, no traceback, exactly one ``error:`` line, which is returned."""
