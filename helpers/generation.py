@@ -129,9 +129,7 @@ class EnsembleGenerator:
             raise ConfigError(f"generation.has_lead_time={wanted} but {which}; set it to "
                               f"{bool(aware)} or null")
         for name in aware:
-            check_lead_times({"model_type": "SongUNetPosLtEmbd",
-                              "lead_time_steps": embedded[name]}, self.dataset,
-                             f"the {name} checkpoint")
+            check_lead_times(embedded[name], self.dataset, f"the {name} checkpoint")
         return bool(aware)
 
     def _writer(self) -> EnsembleWriter:

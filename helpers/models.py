@@ -58,14 +58,14 @@ def conditioning_channels(model: ModelConfig, n_input: int, n_output: int) -> in
     return channels
 
 
-def check_lead_times(model_args: dict[str, Any], dataset: Any, what: str) -> None:
-    """A lead-time-aware network needs a forecast dataset whose labels it can embed."""
+def check_lead_times(steps: int, dataset: Any, what: str) -> None:
+    """A lead-time-aware network embedding ``steps`` lead times needs a forecast dataset whose
+    labels it can embed."""
     hours = dataset.lead_time_hours()
     if hours is None:
-        raise ConfigError(f"{what} is lead-time-aware ({model_args.get('model_type')}) but the "
+        raise ConfigError(f"{what} is lead-time-aware (SongUNetPosLtEmbd) but the "
                           "dataset has no lead times; use a forecast dataset (e.g. gefs_hrrr) "
                           "or a model without lead time")
-    steps = int(model_args.get("lead_time_steps", 9))
     if steps < len(hours):
         raise ConfigError(f"{what} embeds {steps} lead times (lead_time_steps) but the dataset "
                           f"has {len(hours)} ({hours} h); set "

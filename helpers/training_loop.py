@@ -106,7 +106,8 @@ class Trainer:
         self.use_apex_gn = apex_group_norm(perf.use_apex_gn, self.device,
                                            "training.perf.use_apex_gn")
         if config.model.lead_time_aware:
-            check_lead_times(config.model.model_args, self.dataset, f"model {config.model.name}")
+            check_lead_times(int(config.model.model_args.get("lead_time_steps", 9)),
+                             self.dataset, f"model {config.model.name}")
         self.net = build_network(config.model, self.image_shape, n_in, n_out,
                                  perf.songunet_checkpoint_level, self.use_apex_gn,
                                  self.dataset.probability_channels()).to(self.device)
@@ -199,10 +200,9 @@ class Trainer:
             self.io.regression_checkpoint_path, self.image_shape, n_in, n_out,
             use_apex_gn=self.use_apex_gn,
         ).to(self.device)
-        if network_lead_time_steps(regression) is not None:
-            check_lead_times({"model_type": "SongUNetPosLtEmbd",
-                              "lead_time_steps": network_lead_time_steps(regression)},
-                             self.dataset, "the regression checkpoint")
+        steps = network_lead_time_steps(regression)
+        if steps is not None:
+            check_lead_times(steps, self.dataset, "the regression checkpoint")
         regression.amp_mode = self.amp_dtype is not None
         if self.channels_last:
             regression = regression.to(memory_format=torch.channels_last)
