@@ -54,7 +54,7 @@ data: venv
 	$(BIN)/python -m datasets.synthetic --out $(DEMO_DATA)
 
 demo: venv
-	$(BIN)/python -m helpers.demo --out $(DEMO_OUT) --data $(DEMO_DATA)
+	$(BIN)/python demo.py --out $(DEMO_OUT) --data $(DEMO_DATA)
 	$(BIN)/python -m datasets.preview conf/dataset/synthetic.yaml \
 		data_path=$(DEMO_DATA)/valid.nc stats_path=$(DEMO_DATA)/stats.json \
 		--out $(DEMO_OUT)/dataset_preview.png

@@ -16,20 +16,20 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from helpers.entry import quiet_library_warnings, run_guarded
+from helpers.infrastructure.entry import quiet_library_warnings, run_guarded
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config_generate")
 def main(cfg: DictConfig) -> None:
-    from helpers.generation_config import validate_generation_config
+    from helpers.generation.config import validate_generation_config
 
     quiet_library_warnings()
 
     def job() -> None:
         config = validate_generation_config(cfg)  # before the slow imports: errors come fast
-        from helpers.cpu_threads import configure_cpu_threads
-        from helpers.distributed import init_distributed
-        from helpers.generation import EnsembleGenerator, run_attributes
+        from helpers.generation.ensemble import EnsembleGenerator, run_attributes
+        from helpers.infrastructure.cpu_threads import configure_cpu_threads
+        from helpers.infrastructure.distributed import init_distributed
 
         dist_manager = init_distributed()
         if dist_manager.rank != 0:

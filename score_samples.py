@@ -30,7 +30,7 @@ import logging
 import re
 import sys
 
-from helpers.errors import UsageError, run_cli
+from helpers.infrastructure.errors import UsageError, run_cli
 from inference.score_table import format_table, to_json, write_scores
 from inference.scoring import score_file
 

@@ -15,20 +15,20 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from helpers.entry import quiet_library_warnings, run_guarded
+from helpers.infrastructure.entry import quiet_library_warnings, run_guarded
 
 
 @hydra.main(version_base=None, config_path="conf", config_name="config_training")
 def main(cfg: DictConfig) -> None:
-    from helpers.config_schema import validate_training_config
+    from helpers.training.config import validate_training_config
 
     quiet_library_warnings()
 
     def job() -> None:
         config = validate_training_config(cfg)  # before the slow imports: errors come fast
-        from helpers.cpu_threads import configure_cpu_threads
-        from helpers.distributed import init_distributed
-        from helpers.training_loop import train
+        from helpers.infrastructure.cpu_threads import configure_cpu_threads
+        from helpers.infrastructure.distributed import init_distributed
+        from helpers.training.loop import train
 
         dist_manager = init_distributed()
         if dist_manager.rank != 0:

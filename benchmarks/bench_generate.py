@@ -122,8 +122,8 @@ def find_data(data_dir: Path, n_times: int, tmp: Path) -> Path:
 
 def save_networks(size: str, dataset, out_dir: Path) -> dict[str, str]:
     """Untrained regression and diffusion networks for the dataset, saved as .mdlus."""
-    from helpers.config_schema import ModelConfig
-    from helpers.models import build_network
+    from helpers.models.config import ModelConfig
+    from helpers.models.networks import build_network
 
     shape = tuple(dataset.image_shape())
     n_in, n_out = len(dataset.input_channels()), len(dataset.output_channels())
@@ -213,9 +213,9 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
 
     from datasets.registry import build_dataset
-    from helpers.distributed import init_distributed
-    from helpers.generation import EnsembleGenerator
-    from helpers.generation_config import validate_generation_config
+    from helpers.generation.config import validate_generation_config
+    from helpers.generation.ensemble import EnsembleGenerator
+    from helpers.infrastructure.distributed import init_distributed
 
     dist = init_distributed()
     if dist.world_size > 1:

@@ -4,7 +4,7 @@
                                            [--tiny]
 
 Three ways to treat the embedded dataset's ``tp`` (a heavy-tailed rate, zero over much of the
-domain), each through the demo's documented commands and schedule (`helpers.demo`):
+domain), each through the demo's documented commands and schedule (`demo`):
 
 - ``signed``: z-scores of the raw values, nothing clamped (how CorrDiff treats every variable);
 - ``clamp``: the same trained models, members clamped at 0 in physical units;
@@ -32,14 +32,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.atomic_write import write_text  # noqa: E402
-from helpers.demo import (  # noqa: E402
+from demo import (  # noqa: E402
     N_TIMES,
     dataset_command,
     evaluation_times,
     high_wavenumber_power,
     stage_commands,
 )
+from helpers.infrastructure.atomic_write import write_text  # noqa: E402
 
 VARIANTS = {"signed": ("none", False), "clamp": ("none", True), "log1p": ("log1p", True)}
 STAGES = ("train regression", "train diffusion", "generate CorrDiff", "generate regression",

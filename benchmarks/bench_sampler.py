@@ -58,8 +58,8 @@ def generate(args: argparse.Namespace, sampler: dict, output: Path, dist) -> tup
     """Seconds and diffusion calls per member of one generation."""
     import torch
 
-    from helpers.generation import EnsembleGenerator
-    from helpers.generation_config import validate_generation_config
+    from helpers.generation.config import validate_generation_config
+    from helpers.generation.ensemble import EnsembleGenerator
 
     config = validate_generation_config({
         "dataset": {"type": "synthetic", "data_path": str(args.data / "valid.nc"),
@@ -84,7 +84,7 @@ def generate(args: argparse.Namespace, sampler: dict, output: Path, dist) -> tup
 
 
 def quality(path: Path) -> dict[str, dict[str, float]]:
-    from helpers.demo import high_wavenumber_power
+    from demo import high_wavenumber_power
     from inference.score_table import time_mean_table
     from inference.scoring import score_file
 
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.device_info import device_name
     from datasets.registry import build_dataset
-    from helpers.demo import evaluation_times
-    from helpers.distributed import init_distributed
+    from demo import evaluation_times
+    from helpers.infrastructure.distributed import init_distributed
 
     dist = init_distributed()
     if args.times:  # the demo's evaluation times

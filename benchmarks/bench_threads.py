@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from helpers.cpu_threads import available_cores  # noqa: E402
+from helpers.infrastructure.cpu_threads import available_cores  # noqa: E402
 
 RATE = re.compile(r"samples \d+/\d+ .* ([\d.]+) samples/s")
 

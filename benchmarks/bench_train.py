@@ -85,7 +85,7 @@ def compose_config(group: str, data_dir: Path, run_dir: Path, overrides: list[st
     synthetic dataset, without validation."""
     import hydra
 
-    from helpers.config_schema import validate_training_config
+    from helpers.training.config import validate_training_config
 
     with hydra.initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = hydra.compose("config_training", overrides=[
@@ -214,8 +214,8 @@ def make_bare_step(trainer, batches, regression_path: Path | None):
 def run_case(case: str, args: argparse.Namespace) -> dict:
     import torch
 
-    from helpers.distributed import init_distributed
-    from helpers.training_loop import Trainer
+    from helpers.infrastructure.distributed import init_distributed
+    from helpers.training.loop import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -344,7 +344,7 @@ def count_step_flops(trainer) -> float:
     uncompiled network: compiled kernels bypass the counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from helpers.models import PatchEmbeddingOrder
+    from helpers.models.networks import PatchEmbeddingOrder
 
     compiled, trainer.loss_net = trainer.loss_net, (
         PatchEmbeddingOrder(trainer.net) if trainer.patched else trainer.net)

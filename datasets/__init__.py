@@ -12,8 +12,8 @@ from typing import Any
 _EXPORTS = {
     "BUILTIN_DATASETS": "datasets.registry",
     "ChannelMetadata": "datasets.base",
-    "DataError": "helpers.errors",
-    "DatasetConfigError": "helpers.errors",
+    "DataError": "helpers.infrastructure.errors",
+    "DatasetConfigError": "helpers.infrastructure.errors",
     "DownscalingDataset": "datasets.base",
     "build_dataset": "datasets.registry",
     "dataset_class": "datasets.registry",

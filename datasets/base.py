@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from datasets import transforms
 from datasets.transforms import check_transform as transforms_check
 from datasets.variable_metadata import ChannelMetadata
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 ArrayLike = np.ndarray | torch.Tensor
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from datasets.transforms import TRANSFORMS
 from datasets.variable_metadata import is_precipitation
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 # The transform a non-negative output gets unless --transform says otherwise (see the README,
 # "Positive variables", for the comparison that chose it).

@@ -38,7 +38,7 @@ from datasets.hrrrmini_format import HRRRMiniWriter, write_stats
 from datasets.sample_windows import check_multiple, parse_window, split_times, window_positions
 from datasets.variable_metadata import channel_attributes
 from datasets.xarray_pairs import PairedData
-from helpers.errors import DataError, run_cli
+from helpers.infrastructure.errors import DataError, run_cli
 
 log = logging.getLogger(__name__)
 

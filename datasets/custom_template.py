@@ -63,7 +63,7 @@ from datasets.per_process import PerProcess
 from datasets.stats_file import channel_stats, read_stats
 from datasets.variable_metadata import channel_attributes
 from datasets.xarray_pairs import PairedData, check_finite
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 log = logging.getLogger(__name__)
 

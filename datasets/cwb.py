@@ -21,8 +21,8 @@ import zarr
 
 from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
 from datasets.per_process import PerProcess
-from helpers.cf_time import decode_times
-from helpers.errors import DataError
+from helpers.infrastructure.cf_time import decode_times
+from helpers.infrastructure.errors import DataError
 
 logger = logging.getLogger(__name__)
 

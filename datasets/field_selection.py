@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 TIME_NAMES = ("time", "valid_time")
 

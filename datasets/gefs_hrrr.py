@@ -38,7 +38,7 @@ from datasets.grid_alignment import BilinearRegridder
 from datasets.interpolation import upsample_bilinear
 from datasets.per_process import PerProcess
 from datasets.stats_file import ChannelStats, channel_stats, read_stats
-from helpers.errors import DataError, DatasetConfigError
+from helpers.infrastructure.errors import DataError, DatasetConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class GEFSHRRRDataset(ZScoredDataset):
 
     def _find_samples(self, first_time, last_time):
         """The keys every store of their period holds, at the selected leads and times."""
-        from helpers.time_selection import parse_time
+        from helpers.generation.time_selection import parse_time
 
         first = parse_time(first_time, "dataset.first_time") if first_time else None
         last = parse_time(last_time, "dataset.last_time") if last_time else None

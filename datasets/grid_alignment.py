@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 CROP_CHOICES = ("auto", "none")
 

@@ -30,8 +30,8 @@ from datasets.interpolation import upsample_bilinear
 from datasets.per_process import PerProcess
 from datasets.stats_file import ChannelStats, channel_stats, read_stats
 from datasets.variable_metadata import CF_KEYS
-from helpers.cf_time import decode_times
-from helpers.errors import DataError
+from helpers.infrastructure.cf_time import decode_times
+from helpers.infrastructure.errors import DataError
 
 logger = logging.getLogger(__name__)
 

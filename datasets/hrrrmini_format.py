@@ -27,7 +27,7 @@ import netCDF4
 import numpy as np
 
 from datasets import transforms
-from helpers.atomic_write import write_text
+from helpers.infrastructure.atomic_write import write_text
 
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
 TIME_CALENDAR = "standard"

@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 
 from datasets.base import DownscalingDataset
 from datasets.registry import build_dataset
-from helpers.atomic_write import atomic_path
-from helpers.errors import UsageError, run_cli
+from helpers.infrastructure.atomic_write import atomic_path
+from helpers.infrastructure.errors import UsageError, run_cli
 
 logger = logging.getLogger("datasets.preview")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets.base import DownscalingDataset
-from helpers.errors import DatasetConfigError
+from helpers.infrastructure.errors import DatasetConfigError
 
 # Imported lazily: each datapipe pulls in its own I/O library.
 BUILTIN_DATASETS: dict[str, str] = {

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 
 def parse_window(value: str | int | Sequence[int], grid: tuple[int, int]) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from datasets.transforms import TRANSFORMS
 from datasets.variable_metadata import CF_KEYS, channel_attributes, is_precipitation
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 
 @dataclass(frozen=True)

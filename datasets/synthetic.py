@@ -63,7 +63,7 @@ from datasets.synthetic_flow import TerrainFlow
 from datasets.synthetic_surface import SurfaceDiagnostics
 from datasets.synthetic_terrain import Terrain, make_terrain
 from datasets.variable_metadata import describe
-from helpers.errors import DataError, UsageError, run_cli
+from helpers.infrastructure.errors import DataError, UsageError, run_cli
 
 logger = logging.getLogger(__name__)
 

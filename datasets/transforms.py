@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 TRANSFORMS = ("none", "log1p", "sqrt")
 ArrayLike = np.ndarray | torch.Tensor

@@ -46,8 +46,8 @@ from datasets.field_selection import (
 )
 from datasets.grid_alignment import BilinearRegridder, aligned_shape, infer_factor, parse_crop
 from datasets.variable_metadata import CF_KEYS
-from helpers.cf_time import as_datetime
-from helpers.errors import DataError
+from helpers.infrastructure.cf_time import as_datetime
+from helpers.infrastructure.errors import DataError
 
 DIM_PAIRS = (("y", "x"), ("lat", "lon"), ("latitude", "longitude"), ("south_north", "west_east"),
              ("rlat", "rlon"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.errors import GeneratedFileError, run_cli
+from helpers.infrastructure.errors import GeneratedFileError, run_cli
 from inference.generated_file import channels, field, open_generated, sample_dim, select_variables
 from inference.plotting import color_limits, draw_map, map_grid, pyplot, save_png, time_label
 from inference.plotting import units_label as label_of

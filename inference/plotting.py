@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from helpers.atomic_write import atomic_path
+from helpers.infrastructure.atomic_write import atomic_path
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.errors import run_cli
+from helpers.infrastructure.errors import run_cli
 
 logger = logging.getLogger("inference.power_spectra")
 

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from helpers.errors import GeneratedFileError
+from helpers.infrastructure.errors import GeneratedFileError
 from inference import metrics
 from inference.generated_file import (
     channels,

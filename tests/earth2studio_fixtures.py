@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers.config_schema import validate_training_config
-from helpers.distributed import init_distributed
-from helpers.training_loop import Trainer
+from helpers.infrastructure.distributed import init_distributed
+from helpers.training.config import validate_training_config
+from helpers.training.loop import Trainer
 from tests.conftest import ROOT, write_hrrr_mini
 from tests.training_fixtures import TINY_ARCH
 
@@ -67,7 +67,7 @@ def train_pair(files: dict[str, Path], run_dir: Path) -> dict[str, str]:
 def export_command(files: dict[str, Path], checkpoints: dict[str, str], output_dir: Path,
                    *extra: str) -> list[str]:
     """The documented export command line for the fixture."""
-    return [sys.executable, "-m", "helpers.export_earth2studio",
+    return [sys.executable, "-m", "helpers.models.export_earth2studio",
             "--config-name=config_generate_mini.yaml",
             f"++dataset.data_path={files['valid']}", f"++dataset.stats_path={files['stats']}",
             f"++generation.io.reg_ckpt_filename={checkpoints['regression']}",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from helpers.config_schema import validate_training_config
-from helpers.distributed import init_distributed
-from helpers.training_loop import Trainer
+from helpers.infrastructure.distributed import init_distributed
+from helpers.training.config import validate_training_config
+from helpers.training.loop import Trainer
 from tests.training_fixtures import tiny_config
 
 

@@ -124,9 +124,9 @@ def test_crafted_training_state_is_refused_and_runs_nothing(data_dir, tmp_path):
     run_dir = tmp_path / "run"
     command = training(data_dir, run_dir)
     # The same run in-process (quicker than a second command), then a crafted state file.
-    from helpers.config_schema import validate_training_config
-    from helpers.distributed import init_distributed
-    from helpers.training_loop import Trainer
+    from helpers.infrastructure.distributed import init_distributed
+    from helpers.training.config import validate_training_config
+    from helpers.training.loop import Trainer
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose(config_name=command[1].split("=")[1], overrides=command[2:])

@@ -10,9 +10,9 @@ import zipfile
 import pytest
 import torch
 
-from helpers.checkpoint_safety import check_mdlus, load_plain_state
-from helpers.errors import CheckpointError
-from helpers.models import load_module
+from helpers.infrastructure.errors import CheckpointError
+from helpers.models.checkpoint_safety import check_mdlus, load_plain_state
+from helpers.models.networks import load_module
 from tests.training_fixtures import TINY_ARCH
 
 

@@ -15,7 +15,7 @@ import xarray as xr
 
 from datasets.convert import convert, split_times
 from datasets.interpolation import upsample_bilinear
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 F, HF, WF = 8, 32, 48

@@ -16,7 +16,7 @@ import xarray as xr
 from datasets.convert import convert
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.preview import describe, plot_sample
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 from tests.conftest import ROOT
 from tests.real_like_fixtures import flattened_levels, national_land_grid, radar_precipitation
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from helpers import cpu_threads
+from helpers.infrastructure import cpu_threads
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from datasets.custom_template import PairedXarrayDataset
 from datasets.hrrrmini_format import write_stats
 from datasets.interpolation import upsample_bilinear
 from datasets.registry import build_dataset
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 F, HF, WF = 8, 32, 48
 INPUTS, OUTPUTS = ["t2m", "u10", "tcwv"], ["t2m", "u10"]

@@ -9,7 +9,7 @@ import zarr
 from datasets.base import ChannelMetadata
 from datasets.cwb import DEFAULT_IN_CHANNELS, CWADataset
 from datasets.registry import build_dataset
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 from tests.cwa_fixture import (
     CWB_CHANNELS,
     INVALID_CWB_TIME,

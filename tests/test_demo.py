@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 def test_tiny_demo_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
-    command = [sys.executable, "-m", "helpers.demo", "--tiny", "--out", str(out), "--data",
+    command = [sys.executable, "-m", "demo", "--tiny", "--out", str(out), "--data",
                str(tmp_path / "data")]
     result = subprocess.run(command,
                             cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -34,7 +34,7 @@ def test_tiny_demo_runs_every_stage(tmp_path):
 
 def test_evaluation_times_spread_over_the_valid_split(tmp_path):
     from datasets.synthetic import generate_synthetic_dataset
-    from helpers.demo import evaluation_times
+    from demo import evaluation_times
     from tests.training_fixtures import TINY
 
     paths = generate_synthetic_dataset(tmp_path, **{**TINY, "n_valid": 5})

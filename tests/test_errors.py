@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from torch.utils.data import DataLoader, Dataset
 
-from helpers.errors import ConfigError, DataError, UserError, one_line, run_cli
+from helpers.infrastructure.errors import ConfigError, DataError, UserError, one_line, run_cli
 
 
 class BrokenSample(Dataset):
@@ -53,7 +53,7 @@ def test_run_cli_statuses_and_lines():
 
 
 def test_every_user_error_type_shares_the_base():
-    from helpers import errors
+    from helpers.infrastructure import errors
 
     kinds = [v for v in vars(errors).values() if isinstance(v, type)
              and issubclass(v, Exception) and v.__module__ == errors.__name__]

@@ -16,8 +16,8 @@ import pytest
 import xarray as xr
 
 from datasets.interpolation import upsample_bilinear
-from helpers import earth2studio_package as package
-from helpers.errors import CheckpointError, ConfigError, DataError
+from helpers.infrastructure.errors import CheckpointError, ConfigError, DataError
+from helpers.models import earth2studio_package as package
 from tests.conftest import one_error_line
 from tests.earth2studio_fixtures import (
     dataset_section,
@@ -192,8 +192,8 @@ def test_an_existing_package_is_kept_unless_overwrite(trained, tmp_path):
 
 def export_in_process(trained, output_dir: Path, dataset: dict | None = None, **export):
     """The exporter's checks without a process start (the command line runs it above)."""
-    from helpers.export_earth2studio import ExportSection, export_package
-    from helpers.generation_config import validate_generation_config
+    from helpers.generation.config import validate_generation_config
+    from helpers.models.export_earth2studio import ExportSection, export_package
 
     files, checkpoints = trained
     config = validate_generation_config({
@@ -239,7 +239,7 @@ def test_transformed_outputs_go_out_renamed_or_are_refused(trained, tmp_path):
 
 
 def test_patch_trained_diffusion_is_refused(trained, tmp_path):
-    from helpers.model_facts import facts_path
+    from helpers.models.facts import facts_path
 
     files, checkpoints = trained
     source = Path(checkpoints["diffusion"])

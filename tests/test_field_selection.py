@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from datasets.field_selection import FieldSpec, parse_fields, parse_selection
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 
 def test_parse_fields_with_renames_and_levels():

@@ -101,10 +101,10 @@ def test_lead_time_switch_must_match_the_checkpoints(pipeline):
     """In-process (the command's own errors are the same ConfigError, printed in one line)."""
     from hydra import compose, initialize_config_dir
 
-    from helpers.distributed import init_distributed
-    from helpers.errors import ConfigError
-    from helpers.generation import EnsembleGenerator
-    from helpers.generation_config import validate_generation_config
+    from helpers.generation.config import validate_generation_config
+    from helpers.generation.ensemble import EnsembleGenerator
+    from helpers.infrastructure.distributed import init_distributed
+    from helpers.infrastructure.errors import ConfigError
 
     def generator(*overrides: str) -> EnsembleGenerator:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from datasets.gefs_hrrr import GEFSHRRRDataset, parse_key
 from datasets.interpolation import upsample_bilinear
 from datasets.registry import build_dataset
-from helpers.errors import DataError, DatasetConfigError
+from helpers.infrastructure.errors import DataError, DatasetConfigError
 from tests.gefs_hrrr_fixtures import write_gefs_hrrr_fixture
 
 SURFACE = ["u10m", "t2m", "msl"]

@@ -12,12 +12,12 @@ import torch
 import xarray as xr
 
 from datasets.registry import build_dataset
-from helpers.config_schema import validate_training_config
-from helpers.distributed import init_distributed
-from helpers.errors import CheckpointError, ConfigError
-from helpers.generation import EnsembleGenerator
-from helpers.generation_config import validate_generation_config
-from helpers.training_loop import Trainer
+from helpers.generation.config import validate_generation_config
+from helpers.generation.ensemble import EnsembleGenerator
+from helpers.infrastructure.distributed import init_distributed
+from helpers.infrastructure.errors import CheckpointError, ConfigError
+from helpers.training.config import validate_training_config
+from helpers.training.loop import Trainer
 from tests.generation_fixtures import generation_config, train_tiny_models
 from tests.training_fixtures import TINY_ARCH, tiny_config
 

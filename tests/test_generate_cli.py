@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 from hydra import compose, initialize_config_dir
 
-from helpers.errors import ConfigError
-from helpers.generation_config import validate_generation_config
+from helpers.generation.config import validate_generation_config
+from helpers.infrastructure.errors import ConfigError
 from tests.conftest import ROOT
 from tests.generation_fixtures import train_tiny_models
 from tests.training_fixtures import tiny_dataset

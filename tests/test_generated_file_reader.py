@@ -9,7 +9,7 @@ import netCDF4
 import numpy as np
 import pytest
 
-from helpers.errors import GeneratedFileError
+from helpers.infrastructure.errors import GeneratedFileError
 from inference.generated_file import (
     channels,
     complete_times,

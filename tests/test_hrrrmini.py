@@ -8,7 +8,7 @@ import torch
 from datasets.base import ChannelMetadata
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.interpolation import upsample_bilinear
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 from tests.conftest import write_hrrr_mini
 
 

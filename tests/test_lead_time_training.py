@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 
-from helpers.config_schema import validate_training_config
-from helpers.distributed import init_distributed
-from helpers.errors import ConfigError
-from helpers.models import PatchEmbeddingOrder
-from helpers.training_loop import Trainer
+from helpers.infrastructure.distributed import init_distributed
+from helpers.infrastructure.errors import ConfigError
+from helpers.models.networks import PatchEmbeddingOrder
+from helpers.training.config import validate_training_config
+from helpers.training.loop import Trainer
 from tests.gefs_hrrr_fixtures import tiny_gefs_hrrr_config
 from tests.training_fixtures import tiny_config
 
@@ -158,8 +158,8 @@ def test_a_lead_time_checkpoint_saved_elsewhere_generates(root, tmp_path):
     import xarray as xr
     from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
-    from helpers.generation import EnsembleGenerator
-    from helpers.generation_config import validate_generation_config
+    from helpers.generation.config import validate_generation_config
+    from helpers.generation.ensemble import EnsembleGenerator
 
     net = CorrDiffRegressionUNet(
         img_in_channels=6 + 4 + 4, img_out_channels=8, img_resolution=[16, 32],

@@ -7,9 +7,9 @@ import torch
 from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
 from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
 
-from helpers.config_schema import ModelConfig
-from helpers.masked_loss import masked_mean, per_sample_loss
-from helpers.models import PatchEmbeddingOrder, build_network
+from helpers.models.config import ModelConfig
+from helpers.models.networks import PatchEmbeddingOrder, build_network
+from helpers.training.masked_loss import masked_mean, per_sample_loss
 from tests.training_fixtures import TINY_ARCH
 
 SHAPE, N_IN, N_OUT = (16, 16), 3, 2

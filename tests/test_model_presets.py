@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from helpers.config_schema import ModelConfig
-from helpers.models import build_network, load_module
+from helpers.models.config import ModelConfig
+from helpers.models.networks import build_network, load_module
 from tests.conftest import ROOT
 
 N_IN, N_OUT, SHAPE = 12, 4, (64, 64)

@@ -9,9 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from helpers.config_schema import validate_training_config
-from helpers.errors import ConfigError
-from helpers.generation_config import validate_generation_config
+from helpers.generation.config import validate_generation_config
+from helpers.infrastructure.errors import ConfigError
+from helpers.training.config import validate_training_config
 from tests.conftest import ROOT
 
 ALIASES = {

@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.registry import build_dataset, dataset_class
-from helpers.errors import DatasetConfigError
+from helpers.infrastructure.errors import DatasetConfigError
 from tests.conftest import ROOT
 
 

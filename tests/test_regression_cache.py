@@ -1,5 +1,5 @@
 """Diffusion training computes each sample's frozen regression output once (see
-`helpers.regression_cache`), with the losses and weights of the uncached run."""
+`helpers.training.regression_cache`), with the losses and weights of the uncached run."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import shutil
 import pytest
 import torch
 
-from helpers.config_schema import validate_training_config
-from helpers.distributed import init_distributed
-from helpers.regression_cache import CACHE_DIR
-from helpers.training_loop import Trainer
+from helpers.infrastructure.distributed import init_distributed
+from helpers.training.config import validate_training_config
+from helpers.training.loop import Trainer
+from helpers.training.regression_cache import CACHE_DIR
 from tests.test_training import DIFFUSION_CASES, assert_same_weights, record_steps, weights
 from tests.training_fixtures import tiny_config
 
@@ -97,7 +97,7 @@ def test_a_resumed_run_reads_the_cache_and_a_new_checkpoint_replaces_it(data_dir
     other = tmp_path / "other.mdlus"
     shutil.copyfile(regression, other)
     with torch.no_grad():  # another checkpoint: same class, one weight changed
-        from helpers.models import load_module
+        from helpers.models.networks import load_module
 
         net = load_module(other, "test")
         next(net.parameters()).add_(0.01)

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 import score_samples
-from helpers.errors import GeneratedFileError
+from helpers.infrastructure.errors import GeneratedFileError
 from inference.generated_file import open_generated
 from inference.scoring import score_file
 from inference.synthetic import write_synthetic

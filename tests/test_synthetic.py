@@ -22,7 +22,7 @@ from datasets.synthetic import (
     generate_synthetic_dataset,
 )
 from datasets.synthetic_terrain import LambertConformal
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 from tests.training_fixtures import TINY
 
 # Moderate: the published domain and windows, fewer samples (about 8 s to generate).

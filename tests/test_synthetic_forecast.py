@@ -12,12 +12,12 @@ import xarray as xr
 
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.synthetic import block_mean, generate_synthetic_dataset, main
-from helpers.config_schema import validate_training_config
-from helpers.distributed import init_distributed
-from helpers.errors import CheckpointError
-from helpers.generation import EnsembleGenerator
-from helpers.generation_config import validate_generation_config
-from helpers.training_loop import Trainer
+from helpers.generation.config import validate_generation_config
+from helpers.generation.ensemble import EnsembleGenerator
+from helpers.infrastructure.distributed import init_distributed
+from helpers.infrastructure.errors import CheckpointError
+from helpers.training.config import validate_training_config
+from helpers.training.loop import Trainer
 from inference.scoring import score_file
 from tests.gefs_hrrr_fixtures import TINY_LT_ARCH
 from tests.training_fixtures import TINY, tiny_config
@@ -96,7 +96,7 @@ def test_lead_time_walkthrough_on_the_embedded_data(forecast_dir, tmp_path):
         assert pred["2t"].shape[:2] == (2, 6) and np.isfinite(pred["2t"].values).all()
 
     # Earth2Studio's CorrDiff passes no lead time: such a package is refused.
-    from helpers.export_earth2studio import ExportSection, export_package
+    from helpers.models.export_earth2studio import ExportSection, export_package
 
     with pytest.raises(CheckpointError, match=r"the regression checkpoint\(s\) are "
                                               r"lead-time-aware"):

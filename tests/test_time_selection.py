@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from helpers.errors import ConfigError
-from helpers.time_selection import select_time_indices
+from helpers.generation.time_selection import select_time_indices
+from helpers.infrastructure.errors import ConfigError
 
 T0 = datetime.datetime(2022, 6, 1)
 HOURS = [0, 0, 0, 1, 1, 1, 2, 2, 2]  # three windows per time, as converted files have

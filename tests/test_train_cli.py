@@ -16,7 +16,8 @@ from tests.training_fixtures import tiny_config
 
 HYDRA = {"job": {"chdir": False}, "run": {"dir": "${training.io.checkpoint_dir}"},
          "output_subdir": "hydra",
-         "callbacks": {"output_paths": {"_target_": "helpers.output_paths.CheckOutputPaths"}}}
+         "callbacks": {"output_paths": {
+             "_target_": "helpers.infrastructure.output_paths.CheckOutputPaths"}}}
 
 
 def write_config(tmp_path, config: dict, name: str = "tiny") -> None:

@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from helpers.checkpoints import CheckpointStore
-from helpers.config_schema import validate_training_config
-from helpers.distributed import init_distributed
-from helpers.errors import CheckpointError, ConfigError, TrainingDiverged
-from helpers.training_loop import Trainer
+from helpers.infrastructure.distributed import init_distributed
+from helpers.infrastructure.errors import CheckpointError, ConfigError, TrainingDiverged
+from helpers.models.checkpoints import CheckpointStore
+from helpers.training.config import validate_training_config
+from helpers.training.loop import Trainer
 from tests.conftest import read_only_directory
 from tests.training_fixtures import tiny_config
 

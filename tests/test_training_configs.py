@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from helpers.config_schema import validate_training_config
-from helpers.errors import ConfigError
+from helpers.infrastructure.errors import ConfigError
+from helpers.training.config import validate_training_config
 from tests.conftest import ROOT
 
 MANDATORY = [

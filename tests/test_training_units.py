@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from helpers.data_order import GlobalBatchSampler
-from helpers.distributed import batch_layout
-from helpers.errors import ConfigError
-from helpers.lr_schedule import learning_rate
+from helpers.infrastructure.distributed import batch_layout
+from helpers.infrastructure.errors import ConfigError
+from helpers.training.data_order import GlobalBatchSampler
+from helpers.training.lr_schedule import learning_rate
 
 
 def test_batch_layout_auto_and_accumulation():
@@ -71,7 +71,7 @@ def test_data_order_resumes_exactly():
 def test_auto_precision_is_bf16_on_cuda_with_bf16_and_fp32_elsewhere():
     import torch
 
-    from helpers.precision import amp_dtype, resolve_precision
+    from helpers.infrastructure.precision import amp_dtype, resolve_precision
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_precision("auto", cpu) == "fp32" and amp_dtype("auto", cpu) is None

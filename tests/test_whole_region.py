@@ -11,13 +11,14 @@ import pytest
 import xarray as xr
 
 from datasets.convert import convert
-from helpers.config_schema import ModelConfig, validate_training_config
-from helpers.distributed import init_distributed
-from helpers.errors import ConfigError
-from helpers.generation import EnsembleGenerator
-from helpers.generation_config import validate_generation_config
-from helpers.models import build_network
-from helpers.training_loop import Trainer
+from helpers.generation.config import validate_generation_config
+from helpers.generation.ensemble import EnsembleGenerator
+from helpers.infrastructure.distributed import init_distributed
+from helpers.infrastructure.errors import ConfigError
+from helpers.models.config import ModelConfig
+from helpers.models.networks import build_network
+from helpers.training.config import validate_training_config
+from helpers.training.loop import Trainer
 from tests.real_like_fixtures import national_land_grid
 from tests.training_fixtures import TINY_ARCH
 

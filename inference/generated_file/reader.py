@@ -31,7 +31,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from helpers.errors import GeneratedFileError
+from helpers.infrastructure.errors import GeneratedFileError
 from inference.generated_file.layout import (
     ENSEMBLE_DIM,
     GROUPS,

@@ -20,7 +20,7 @@ import netCDF4
 import numpy as np
 
 from datasets.variable_metadata import channel_attributes
-from helpers.cf_time import as_datetime, decode_times
+from helpers.infrastructure.cf_time import as_datetime, decode_times
 from inference.generated_file.layout import (
     ENSEMBLE_DIM,
     GROUPS,

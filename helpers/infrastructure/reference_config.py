@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from helpers.errors import ConfigError
+from helpers.infrastructure.errors import ConfigError
 
 logger = logging.getLogger("corrdiff")
 _DROP = object()

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from helpers.config_schema import ModelConfig
-from helpers.errors import CheckpointError, ConfigError
+from helpers.infrastructure.errors import CheckpointError, ConfigError
+from helpers.models.config import ModelConfig
 
 SONG_UNETS = {"SongUNet", "SongUNetPosEmbd", "SongUNetPosLtEmbd"}
 POSITIONAL_UNETS = {"SongUNetPosEmbd", "SongUNetPosLtEmbd"}
@@ -185,7 +185,7 @@ def load_module(path: str | Path, what: str, use_apex_gn: bool = False) -> torch
     ``use_apex_gn``: checkpoints trained on GPUs with Apex must load anywhere."""
     import physicsnemo
 
-    from helpers.checkpoint_safety import check_mdlus
+    from helpers.models.checkpoint_safety import check_mdlus
 
     path = resolve_checkpoint(path, what)
     args = check_mdlus(path, what)

@@ -1,6 +1,6 @@
 """The main job end to end on the embedded dataset, through the documented command lines.
 
-    python -m helpers.demo [--out outputs/demo] [--tiny]
+    python demo.py [--out outputs/demo] [--tiny]
 
 Stages: make the dataset, train the regression model (`train.py`), train the diffusion model on
 its residual, generate CorrDiff ensembles and a regression-only file for the valid split
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.atomic_write import write_text
-from helpers.errors import run_cli
+from helpers.infrastructure.atomic_write import write_text
+from helpers.infrastructure.errors import run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 DIFFUSION_CONFIG = "config_training_synthetic_diffusion"
 
 TINY_MODEL = ["++model.model_args.model_channels=8", "++model.model_args.channel_mult=[1,2]",

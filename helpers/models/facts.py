@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from helpers.errors import CheckpointError
+from helpers.infrastructure.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 FORMAT = "corrdiff-model-facts/1"
@@ -47,7 +47,7 @@ def statistics_fingerprint(dataset: Any) -> str | None:
 
 def write_facts(checkpoint: Path, facts: dict[str, Any]) -> Path:
     """Write the facts of ``checkpoint`` atomically (temporary name, then rename)."""
-    from helpers.atomic_write import write_text
+    from helpers.infrastructure.atomic_write import write_text
 
     return write_text(facts_path(checkpoint), json.dumps({"format": FORMAT, **facts}, indent=1))
 

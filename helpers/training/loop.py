@@ -18,30 +18,25 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.registry import build_dataset
-from helpers.checkpoints import CheckpointStore
-from helpers.config_schema import TrainingConfig
-from helpers.data_order import GlobalBatchSampler, WithIndex
-from helpers.distributed import (
+from helpers.infrastructure.distributed import (
     all_gather_objects,
     all_reduce_mean,
     batch_layout,
     broadcast_object,
     is_multi_process,
 )
-from helpers.errors import CheckpointError, ConfigError, TrainingDiverged
-from helpers.initial_weights import transfer_weights
-from helpers.keyed_noise import (
-    TRAIN_NOISE,
-    TRAIN_PATCHES,
-    VALID_NOISE,
-    VALID_PATCHES,
-    KeyedResidualLoss,
-    keyed_generator,
+from helpers.infrastructure.errors import CheckpointError, ConfigError, TrainingDiverged
+from helpers.infrastructure.output_paths import ensure_writable_directory
+from helpers.infrastructure.precision import (
+    amp_dtype,
+    autocast,
+    on_cuda_unless_set,
+    resolve_precision,
 )
-from helpers.lr_schedule import learning_rate
-from helpers.masked_loss import per_sample_loss, regression_mean
-from helpers.model_facts import channel_facts, statistics_fingerprint
-from helpers.models import (
+from helpers.models.checkpoints import CheckpointStore
+from helpers.models.facts import channel_facts, statistics_fingerprint
+from helpers.models.initial_weights import transfer_weights
+from helpers.models.networks import (
     PatchEmbeddingOrder,
     apex_group_norm,
     build_network,
@@ -51,11 +46,21 @@ from helpers.models import (
     network_lead_time_steps,
     resolve_checkpoint,
 )
-from helpers.output_paths import ensure_writable_directory
-from helpers.patch_groups import patch_groups
-from helpers.precision import amp_dtype, autocast, on_cuda_unless_set, resolve_precision
-from helpers.regression_cache import RegressionMeanCache, cache_bytes, cache_key, flush
-from helpers.train_logging import TrainingReporter
+from helpers.training.config import TrainingConfig
+from helpers.training.data_order import GlobalBatchSampler, WithIndex
+from helpers.training.keyed_noise import (
+    TRAIN_NOISE,
+    TRAIN_PATCHES,
+    VALID_NOISE,
+    VALID_PATCHES,
+    KeyedResidualLoss,
+    keyed_generator,
+)
+from helpers.training.lr_schedule import learning_rate
+from helpers.training.masked_loss import per_sample_loss, regression_mean
+from helpers.training.patch_groups import patch_groups
+from helpers.training.regression_cache import RegressionMeanCache, cache_bytes, cache_key, flush
+from helpers.training.reporter import TrainingReporter
 
 logger = logging.getLogger("train")
 
@@ -208,7 +213,7 @@ class Trainer:
             regression = regression.to(memory_format=torch.channels_last)
         patching = None
         if self.patched:
-            from helpers.patch_groups import GroupedRandomPatching
+            from helpers.training.patch_groups import GroupedRandomPatching
 
             patch_shape = (self.hp.patch_shape_y, self.hp.patch_shape_x)
             check_patch_shape(patch_shape, self.image_shape, model.model_args,
@@ -284,7 +289,7 @@ class Trainer:
         return {"cpu": torch.get_rng_state(), "cuda": cuda}
 
     def _model_facts(self) -> dict[str, Any]:
-        """What generation needs to know about this model (see `helpers.model_facts`)."""
+        """What generation needs to know about this model (see `helpers.models.facts`)."""
         model = self.config.model
         return {
             "model": model.model_dump(mode="json"),
@@ -343,11 +348,11 @@ class Trainer:
                          backward_weight: float | None = None,
                          sync_last: bool = True) -> torch.Tensor:
         """Per-sample losses; the noise of each sample comes from ``sample_keys`` and the patch
-        positions from ``patch_key`` (see `helpers.keyed_noise`). ``indices`` (dataset
+        positions from ``patch_key`` (see `helpers.training.keyed_noise`). ``indices`` (dataset
         indices of the batch) let diffusion read the regression output from the cache.
 
         With ``backward_weight`` the summed loss times it is also back-propagated, a patch
-        group at a time (`helpers.patch_groups`); DDP reduces gradients at the last group
+        group at a time (`helpers.training.patch_groups`); DDP reduces gradients at the last group
         only if ``sync_last``. The losses returned are then detached."""
         if self.patching is not None:
             self.patching.draw(generator=keyed_generator(self.device, self.io.seed, *patch_key))

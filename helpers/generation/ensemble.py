@@ -24,11 +24,14 @@ import torch
 from tqdm import tqdm
 
 from datasets.registry import build_dataset
-from helpers.distributed import broadcast_object, gather_to_rank0, is_multi_process
-from helpers.errors import CheckpointError, ConfigError
-from helpers.generation_config import GenerationConfig
-from helpers.model_facts import check_against_dataset, facts_path, read_facts
-from helpers.models import (
+from helpers.generation.config import GenerationConfig
+from helpers.generation.time_selection import select_time_indices
+from helpers.infrastructure.distributed import broadcast_object, gather_to_rank0, is_multi_process
+from helpers.infrastructure.errors import CheckpointError, ConfigError
+from helpers.infrastructure.output_paths import check_output_file
+from helpers.infrastructure.precision import amp_dtype, autocast, on_cuda_unless_set
+from helpers.models.facts import check_against_dataset, facts_path, read_facts
+from helpers.models.networks import (
     apex_group_norm,
     check_lead_times,
     check_patch_shape,
@@ -38,9 +41,6 @@ from helpers.models import (
     network_lead_time_steps,
     resolve_checkpoint,
 )
-from helpers.output_paths import check_output_file
-from helpers.precision import amp_dtype, autocast, on_cuda_unless_set
-from helpers.time_selection import select_time_indices
 from inference.generated_file import EnsembleWriter
 
 logger = logging.getLogger("generate")
@@ -173,7 +173,7 @@ class EnsembleGenerator:
         gen = self.gen
         patch = (gen.patch_shape_y, gen.patch_shape_x)
         # Channel multipliers from the arguments saved with the checkpoint.
-        from helpers.checkpoint_safety import check_mdlus
+        from helpers.models.checkpoint_safety import check_mdlus
 
         option = "generation.io.res_ckpt_filename"
         saved = check_mdlus(resolve_checkpoint(gen.io.res_ckpt_filename, option), option)

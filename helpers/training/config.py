@@ -1,4 +1,4 @@
-"""Typed validation of the training config, run at start-up.
+"""Typed schema of the training config (``conf/config_training*.yaml``), checked at start-up.
 
 Hydra composes the YAML; these pydantic models then check it, so a typo, a wrong type or an
 invalid value fails immediately with the field's dotted name instead of an hour into training.
@@ -9,77 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from helpers.errors import ConfigError
-from helpers.reference_config import translate_reference_keys
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-REGRESSION_MODELS = ("regression", "lt_aware_regression", "lt_aware_ce_regression")
-PATCHED_MODELS = ("patched_diffusion", "lt_aware_patched_diffusion")
-LEAD_TIME_UNET = "SongUNetPosLtEmbd"
-
-
-class ModelConfig(StrictModel):
-    """Which network is trained and how it is built (``conf/model/*.yaml``).
-
-    The reference's names: ``lt_aware_*`` are lead-time-aware (a `SongUNetPosLtEmbd`
-    conditioned on the sample's lead-time label), ``lt_aware_ce_regression`` also trains the
-    dataset's category channels with cross-entropy (probabilities at inference)."""
-
-    name: Literal["regression", "lt_aware_regression", "lt_aware_ce_regression", "diffusion",
-                  "patched_diffusion", "lt_aware_patched_diffusion"]
-    hr_mean_conditioning: bool = False
-    P_mean: float = -1.2
-    P_std: float = Field(1.2, gt=0)
-    sigma_data: float = Field(0.5, gt=0)
-    model_args: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("model_args")
-    @classmethod
-    def _known_architecture(cls, args: dict[str, Any]) -> dict[str, Any]:
-        allowed = {"SongUNetPosEmbd", "SongUNetPosLtEmbd", "SongUNet", "DhariwalUNet"}
-        model_type = args.get("model_type", "SongUNetPosEmbd")
-        if model_type not in allowed:
-            raise ValueError(f"model_type {model_type!r} is not one of {sorted(allowed)}")
-        return args
-
-    @model_validator(mode="after")
-    def _lead_time_family(self) -> ModelConfig:
-        lt_name = self.name.startswith("lt_aware")
-        if lt_name and not self.lead_time_aware:
-            raise ValueError(f"model.name={self.name} is lead-time-aware: set "
-                             f"model.model_args.model_type={LEAD_TIME_UNET}")
-        if self.lead_time_aware and not lt_name:
-            raise ValueError(f"model.model_args.model_type={LEAD_TIME_UNET} needs a "
-                             "lead-time-aware model.name (lt_aware_regression, "
-                             f"lt_aware_ce_regression or lt_aware_patched_diffusion), not "
-                             f"{self.name}")
-        if self.lead_time_aware and not self.model_args.get("lead_time_channels"):
-            raise ValueError(f"model.model_args.lead_time_channels must be set (e.g. 4) for "
-                             f"model_type={LEAD_TIME_UNET}")
-        return self
-
-    @property
-    def is_regression(self) -> bool:
-        return self.name in REGRESSION_MODELS
-
-    @property
-    def is_patched(self) -> bool:
-        return self.name in PATCHED_MODELS
-
-    @property
-    def lead_time_aware(self) -> bool:
-        return self.model_args.get("model_type") == LEAD_TIME_UNET
-
-    @property
-    def cross_entropy(self) -> bool:
-        """Category channels trained with cross-entropy (``lt_aware_ce_regression``)."""
-        return self.name == "lt_aware_ce_regression"
+from helpers.infrastructure.config_validation import (
+    StrictModel,
+    describe_validation_error,
+    plain_config,
+)
+from helpers.infrastructure.errors import ConfigError
+from helpers.infrastructure.reference_config import translate_reference_keys
+from helpers.models.config import ModelConfig
 
 
 class HyperParameters(StrictModel):
@@ -121,7 +60,7 @@ class Performance(StrictModel):
     channels_last: bool | None = None
     songunet_checkpoint_level: int = Field(0, ge=0)
     # Diffusion: keep each sample's frozen regression output after its first use (see
-    # helpers/regression_cache.py), unless the cache would exceed this size.
+    # helpers/training/regression_cache.py), unless the cache would exceed this size.
     cache_regression_mean: bool = True
     regression_cache_max_gib: float = Field(32.0, gt=0)
     # GPU paths; null: on where the run has a CUDA device, off elsewhere.
@@ -198,38 +137,9 @@ class TrainingConfig(StrictModel):
         return self
 
 
-def plain_config(config: Any) -> dict[str, Any]:
-    """A composed config (OmegaConf ``DictConfig`` or dict) as a plain dict without Hydra's own
-    section; values left as ``???`` are named in one error."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(config, DictConfig):
-        missing = sorted(OmegaConf.missing_keys(config))
-        if missing:
-            raise ConfigError(
-                f"config value(s) {missing} are not set; give them on the command line, e.g. "
-                f"++{missing[0]}=<value>"
-            )
-        config = OmegaConf.to_container(config, resolve=True)
-    return {k: v for k, v in config.items() if k != "hydra"}
-
-
 def validate_training_config(config: Any) -> TrainingConfig:
     """Check a composed training config (an OmegaConf ``DictConfig`` or a plain dict)."""
     try:
         return TrainingConfig.model_validate(translate_reference_keys(plain_config(config)))
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err)) from None
-
-
-def describe_validation_error(err: ValidationError, what: str = "training") -> str:
-    problems = []
-    for item in err.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "config"
-        if item["type"] == "extra_forbidden":
-            problems.append(f"{field}: unknown key (check its spelling)")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"{field}: {message} (got {item.get('input')!r})"
-                            if item["type"] != "value_error" or item["loc"] else message)
-    return f"invalid {what} config: " + "; ".join(problems)

@@ -6,9 +6,13 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from helpers.config_schema import StrictModel, describe_validation_error, plain_config
-from helpers.errors import ConfigError
-from helpers.reference_config import translate_reference_keys
+from helpers.infrastructure.config_validation import (
+    StrictModel,
+    describe_validation_error,
+    plain_config,
+)
+from helpers.infrastructure.errors import ConfigError
+from helpers.infrastructure.reference_config import translate_reference_keys
 
 
 class SamplerConfig(StrictModel):

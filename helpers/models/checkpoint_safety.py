@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from helpers.errors import CheckpointError
+from helpers.infrastructure.errors import CheckpointError
 
 # The networks CorrDiff checkpoints hold: ours, and the names older CorrDiff releases used.
 ALLOWED_CLASSES = frozenset({

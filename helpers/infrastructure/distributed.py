@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from helpers.errors import ConfigError
+from helpers.infrastructure.errors import ConfigError
 
 
 def _allow_cpu_process_groups() -> None:

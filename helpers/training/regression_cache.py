@@ -32,7 +32,7 @@ CACHE_DIR = "regression_cache"
 
 def cache_key(regression_checkpoint: Path, dataset: Any, precision: str) -> str:
     """A short hash that changes with the checkpoint, the data or the precision."""
-    from helpers.model_facts import statistics_fingerprint
+    from helpers.models.facts import statistics_fingerprint
 
     digest = hashlib.sha256()
     with open(regression_checkpoint, "rb") as f:

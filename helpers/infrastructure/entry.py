@@ -6,7 +6,7 @@ import logging
 import warnings
 from collections.abc import Callable
 
-from helpers.errors import run_cli
+from helpers.infrastructure.errors import run_cli
 
 logger = logging.getLogger("corrdiff")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers.errors import DataError
+from helpers.infrastructure.errors import DataError
 
 
 def as_datetime(value: Any) -> datetime.datetime:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers.errors import ConfigError, DataError
+from helpers.infrastructure.errors import ConfigError, DataError
 
 PACKAGE_FILES = ("regression.mdlus", "diffusion.mdlus", "metadata.json", "stats.json",
                  "output_latlon_grid.nc", "input_latlon_grid.nc", "invariants.nc")
@@ -188,7 +188,7 @@ def invariants_dataset(fields: Mapping[str, np.ndarray], attributes: Mapping[str
 
 def check_destination(directory: Path, overwrite: bool) -> Path:
     """``directory`` may receive the package: new or empty (or ``overwrite``), and writable."""
-    from helpers.output_paths import ensure_writable_directory
+    from helpers.infrastructure.output_paths import ensure_writable_directory
 
     if directory.exists() and not overwrite and (not directory.is_dir()
                                                  or any(directory.iterdir())):

@@ -3,7 +3,7 @@
 Layout under ``<checkpoint_dir>/checkpoints_<model name>/``::
 
     <ModelClass>.0.<samples seen>.mdlus     # loadable with physicsnemo.Module.from_checkpoint
-    <ModelClass>.0.<samples seen>.json      # what generation needs to know (helpers.model_facts)
+    <ModelClass>.0.<samples seen>.json      # what generation needs to know (helpers.models.facts)
     training_state.0.<samples seen>.pt      # optimizer, schedule position, RNG states, ...
 
 Each is written to a temporary name and renamed, the state file last, so the newest set whose
@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from helpers.checkpoint_safety import check_mdlus, load_plain_state
-from helpers.errors import CheckpointError
-from helpers.model_facts import facts_path, write_facts
+from helpers.infrastructure.errors import CheckpointError
+from helpers.models.checkpoint_safety import check_mdlus, load_plain_state
+from helpers.models.facts import facts_path, write_facts
 
 logger = logging.getLogger(__name__)
 STATE_PREFIX = "training_state"

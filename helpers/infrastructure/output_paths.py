@@ -17,7 +17,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from helpers.errors import ConfigError, one_line, report_to_stderr
+from helpers.infrastructure.errors import ConfigError, one_line, report_to_stderr
 
 
 def _blocking_file(path: Path) -> Path | None:

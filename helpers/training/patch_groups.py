@@ -4,7 +4,7 @@ At full HRRR size the ``patch_num`` patches of an image may not fit through the 
 once. The patch positions of a step are still drawn all together, from the step's key, and the
 patches then go through the network and backward in groups of at most ``max_patch_per_gpu``
 rows (patches x images), so the gradients, and the noise of every patch (keyed by its number
-within the image, see `helpers.keyed_noise`), are those of all patches at once.
+within the image, see `helpers.training.keyed_noise`), are those of all patches at once.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ shape match the new network; the others (e.g. layers whose size depends on the n
 channels) keep their fresh initialisation. Optimizer, sample counter and learning-rate schedule
 start from zero. The checkpoint may be ours or a published CorrDiff one in the legacy classes
 (``UNet``, ``EDMPrecondSR``), whose tensor names are the same; it is checked like every
-checkpoint before it loads (`helpers.checkpoint_safety`).
+checkpoint before it loads (`helpers.models.checkpoint_safety`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from helpers.errors import CheckpointError
-from helpers.models import load_module, resolve_checkpoint
+from helpers.infrastructure.errors import CheckpointError
+from helpers.models.networks import load_module, resolve_checkpoint
 
 logger = logging.getLogger("train")
 OPTION = "training.io.initial_weights"

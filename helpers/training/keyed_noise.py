@@ -4,8 +4,8 @@ EDM training draws, for every sample, a noise level sigma and a noise field (and
 patching, the patch positions). Drawn from each process's own generator, they would depend on
 how samples are split over processes and accumulation rounds, and on where a run was resumed.
 Here each sample's draws come from a generator seeded by ``(seed, sample key)``, the key being
-the sample's position in the global training stream (see `helpers.data_order`), and the patch
-positions of a step from ``(seed, step)``. So a run gives the same losses and weights on 1 or
+the sample's position in the global training stream (see `helpers.training.data_order`), and the
+patch positions of a step from ``(seed, step)``. So a run gives the same losses and weights on 1 or
 N processes, with any ``batch_size_per_gpu``, resumed or not (up to float reduction order).
 Dropout, where a model uses it, still draws from each process's generator.
 """

@@ -1,6 +1,6 @@
 """Export a trained CorrDiff pair as a package Earth2Studio's generic CorrDiff loads and runs.
 
-    python -m helpers.export_earth2studio --config-name=config_generate_mini.yaml \\
+    python -m helpers.models.export_earth2studio --config-name=config_generate_mini.yaml \\
         ++dataset.data_path=<file.nc> ++dataset.stats_path=<stats.json> \\
         ++generation.io.reg_ckpt_filename=<regression .mdlus> \\
         ++generation.io.res_ckpt_filename=<diffusion .mdlus> \\
@@ -11,7 +11,8 @@ It takes generate.py's config (dataset, checkpoints, sampler, members, seed) plu
 over ``dataset.earth2studio_names``); ``window`` (``[row, col]`` of the full grid, when the
 selected samples sit at different places); ``transformed_outputs`` (``rename`` or ``refuse``);
 ``overwrite``. Load the result with ``CorrDiff.load_model(Package(<dir>))``.
-See `helpers.earth2studio_package` for how each file keeps the networks' inputs as in training.
+See `helpers.models.earth2studio_package` for how each file keeps the networks' inputs as in
+training.
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, ValidationError
 
-from helpers.config_schema import StrictModel, describe_validation_error
-from helpers.entry import quiet_library_warnings, run_guarded
-from helpers.errors import CheckpointError, ConfigError, DataError, DatasetConfigError
+from helpers.infrastructure.config_validation import StrictModel, describe_validation_error
+from helpers.infrastructure.entry import quiet_library_warnings, run_guarded
+from helpers.infrastructure.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DatasetConfigError,
+)
 
 logger = logging.getLogger("export")
 INFERENCE_MODES = {"all": "both", "regression": "regression", "diffusion": "diffusion"}
@@ -47,7 +53,7 @@ class ExportSection(StrictModel):
 
 def split_config(cfg: DictConfig) -> tuple[Any, ExportSection]:
     """generate.py's config and the validated ``export`` section."""
-    from helpers.generation_config import validate_generation_config
+    from helpers.generation.config import validate_generation_config
 
     raw = OmegaConf.select(cfg, "export", default=None)
     if raw is None or OmegaConf.select(cfg, "export.output_dir", default=None) is None:
@@ -73,8 +79,8 @@ def export_package(config: Any, export: ExportSection) -> Path:
     """Check everything, then write the package; returns its directory."""
     from datasets.hrrrmini import HRRRMiniDataset
     from datasets.registry import build_dataset
-    from helpers import earth2studio_package as package
-    from helpers.time_selection import select_time_indices
+    from helpers.generation.time_selection import select_time_indices
+    from helpers.models import earth2studio_package as package
 
     gen = config.generation
     output_dir = Path(export.output_dir)
@@ -154,7 +160,7 @@ def _exported_outputs(ours_names: list[str], outputs: list, output_stats: list,
                       policy: str) -> tuple[list[str], dict, dict]:
     """Earth2Studio's output names, their statistics, and how to invert transformed ones:
     a transformed output goes out in transformed units as ``<name>_<transform>``."""
-    from helpers import earth2studio_package as package
+    from helpers.models import earth2studio_package as package
 
     output_entries, output_names, transforms = {}, [], {}
     for ours, name, stats in zip(ours_names, outputs, output_stats, strict=True):
@@ -205,9 +211,9 @@ def _window(dataset: Any, indices: list[int], chosen: list[int] | None) -> tuple
 
 def _checked_networks(config: Any, dataset: Any) -> tuple[Path, Path, bool]:
     """Both checkpoints, safety-checked and loaded once to prove they fit the dataset."""
-    from helpers.generation import load_diffusion_network, load_regression_checkpoint
-    from helpers.model_facts import read_facts
-    from helpers.models import resolve_checkpoint
+    from helpers.generation.ensemble import load_diffusion_network, load_regression_checkpoint
+    from helpers.models.facts import read_facts
+    from helpers.models.networks import resolve_checkpoint
 
     gen = config.generation
     diffusion_path = resolve_checkpoint(gen.io.res_ckpt_filename,
@@ -218,7 +224,7 @@ def _checked_networks(config: Any, dataset: Any) -> tuple[Path, Path, bool]:
             f"diffusion checkpoint {str(diffusion_path)!r} was trained on "
             f"{facts['patch_shape']} patches and takes the whole low-res input as extra "
             "channels; Earth2Studio's CorrDiff samples without patches, so it cannot run it")
-    from helpers.models import network_lead_time_steps
+    from helpers.models.networks import network_lead_time_steps
 
     regression = load_regression_checkpoint(gen, dataset)
     diffusion, hr_mean = load_diffusion_network(gen, dataset)
@@ -264,7 +270,7 @@ def _metadata(gen, hr_mean, inputs, output_names, invariant_names, input_stats, 
                          for label, n, s in zip(output_names, outputs, output_stats,
                                                 strict=True)},
         "output_transforms": transforms,
-        "exported_by": f"corrdiff {__version__} (python -m helpers.export_earth2studio)",
+        "exported_by": f"corrdiff {__version__} (python -m helpers.models.export_earth2studio)",
         "source_checkpoints": {"regression": str(Path(regression).resolve()),
                                "diffusion": str(Path(diffusion).resolve())},
     }

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from helpers.errors import ConfigError
+from helpers.infrastructure.errors import ConfigError
 
 FORECAST_KEY = re.compile(r"^\d{10}f\d{2,3}$")
 

@@ -1,0 +1,2 @@
+"""Generation: the config schema, choosing times, and the ensemble generator that writes the
+NetCDF file."""
