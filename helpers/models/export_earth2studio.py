@@ -284,7 +284,7 @@ def _units(stats: Any, scale: float) -> str:
     return units if scale == 1.0 else f"{units} / {scale:g}"
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="config_generate")
+@hydra.main(version_base=None, config_path="../../conf", config_name="config_generate")
 def main(cfg: DictConfig) -> None:
     quiet_library_warnings()
 
