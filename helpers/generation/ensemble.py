@@ -62,6 +62,8 @@ class EnsembleGenerator:
         self.rank, self.world_size = dist_manager.rank, dist_manager.world_size
         if self.rank == 0:  # before any work: the file must be writable where it is asked for
             check_output_file(gen.io.output_filename, "generation.io.output_filename")
+        self.num_members = 1 if gen.inference_mode == "regression" else gen.num_ensembles
+        self._require_checkpoints()  # before the dataset: it may take minutes to build
         self.dataset = build_dataset(config.dataset)
         keys = self.dataset.sample_keys() if hasattr(self.dataset, "sample_keys") else None
         self.indices = select_time_indices(self.dataset.time(), gen.times, gen.times_range, keys)
@@ -77,8 +79,6 @@ class EnsembleGenerator:
         apex = apex_group_norm(gen.perf.use_apex_gn, self.device, "generation.perf.use_apex_gn")
         self.regression = self.diffusion = self.patching = None
         self.hr_mean_conditioning = False  # set from the diffusion checkpoint when one loads
-        self.num_members = 1 if gen.inference_mode == "regression" else gen.num_ensembles
-        self._require_checkpoints()
         checkpoints = {}
         if gen.inference_mode != "diffusion":
             checkpoints["regression_checkpoint"] = str(resolve_checkpoint(
