@@ -42,9 +42,9 @@ def dataset_command(data: Path, tiny: bool) -> list[str]:
 def evaluation_times(valid_file: Path, count: int) -> list[str]:
     """``count`` times spread evenly over the valid split (ISO strings for ``generation.times``),
     so the scores cover all of its weather rather than one spell."""
-    from datasets.hrrrmini import HRRRMiniDataset
+    from datasets.hrrrmini_format import read_times
 
-    dates = HRRRMiniDataset(str(valid_file), str(valid_file.parent / "stats.json")).time()
+    dates = read_times(valid_file)
     picks = np.unique(np.linspace(0, len(dates) - 1, min(count, len(dates))).round().astype(int))
     return [dates[i].strftime("%Y-%m-%dT%H:%M") for i in picks]
 
@@ -110,22 +110,16 @@ def stage_commands(out: Path, data: Path, tiny: bool, times: list[str],
 def high_wavenumber_power(path: Path) -> dict[str, dict[str, float]]:
     """Mean power in the two highest wavenumber octaves of the truth and of the file's
     prediction members, per variable."""
-    from inference.generated_file import channels, field, open_generated
-    from inference.power_spectra import average_power_spectrum
+    from inference.power_spectra import file_spectra
 
     out = {}
-    ds = open_generated(path)
-    try:
-        for var in channels(ds, "truth"):
-            truth = field(ds, "truth", var).values
-            members = field(ds, "prediction", var).values
-            freqs, psd_truth = average_power_spectrum(truth, 3.0, "linear")
-            _, psd_members = average_power_spectrum(members, 3.0, "linear")
-            top = freqs >= freqs[-1] / 4  # the two highest octaves
-            out[var] = {"truth": float(psd_truth[top].mean()),
-                        "prediction": float(psd_members[top].mean())}
-    finally:
-        ds.close()
+    spectra, _ = file_spectra(path, grid_spacing_km=3.0, detrend="linear")
+    for var, by_source in spectra.items():
+        freqs, psd_truth = by_source["truth", "x"]
+        _, psd_members = by_source["prediction", "x"]
+        top = freqs >= freqs[-1] / 4  # the two highest octaves
+        out[var] = {"truth": float(psd_truth[top].mean()),
+                    "prediction": float(psd_members[top].mean())}
     return out
 
 

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
                 per_batch = gen.gen.times_per_batch
                 for start in range(0, len(gen.indices), per_batch):
                     group = gen.indices[start:start + per_batch]
-                    gen.predict(group, [gen.dataset[i] for i in group])
+                    gen.predict(group, [gen.dataset.sample_in_both_units(i) for i in group])
 
         # Warm-up: one forward of each network at both batch sizes (allocator, kernels).
         img_lr = torch.as_tensor(gen.dataset[gen.indices[0]][1], device=device)[None]

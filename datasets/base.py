@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -91,6 +92,15 @@ class ChannelNormalizer:
         return self.denormalize(np.zeros((self.mean.size, 1, 1), np.float32))[:, 0, 0]
 
 
+class PhysicalSample(NamedTuple):
+    """One sample in physical units, as written to files and drawn: ``truth [C_out, H, W]``
+    (NaN at missing pixels) and ``inputs [C_in, H, W]`` (the interpolated input with its
+    auxiliary channels; NaN where an input's validity mask says missing)."""
+
+    truth: np.ndarray
+    inputs: np.ndarray
+
+
 class DownscalingDataset(Dataset, ABC):
     """A set of (high-res target, low-res input) pairs on one high-res grid.
 
@@ -149,6 +159,20 @@ class DownscalingDataset(Dataset, ABC):
         at different places (windows of a larger domain) override this."""
         return self.latitude(), self.longitude()
 
+    def physical_sample(self, idx: int) -> PhysicalSample:
+        """Sample ``idx`` in physical units (for writing and drawing). This default
+        de-normalises ``self[idx]``; readers that read physical values override it (see
+        `ZScoredDataset`) so nothing goes through model units and back."""
+        return self.sample_in_both_units(idx)[1]
+
+    def sample_in_both_units(self, idx: int) -> tuple[tuple, PhysicalSample]:
+        """``(self[idx], physical_sample(idx))`` from one read: generation feeds the first to
+        the networks and writes the second."""
+        sample = self[idx]
+        img_clean, img_lr = sample[0], sample[1]
+        return sample, PhysicalSample(np.asarray(self.denormalize_output(img_clean)),
+                                      np.asarray(self.denormalize_input(img_lr)))
+
     @abstractmethod
     def normalize_input(self, x: ArrayLike) -> ArrayLike:
         """Physical units to model units for arrays shaped ``[..., C_in, H, W]``."""
@@ -172,9 +196,22 @@ class DownscalingDataset(Dataset, ABC):
     def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+class RawSample(NamedTuple):
+    """What a `ZScoredDataset` reader reads for one sample, in physical units: ``target``
+    (NaN at missing pixels), ``inputs`` exactly as the network takes them before z-scoring
+    (missing cells filled, 0/1 validity masks, invariants) and the lead-time label (None
+    for datasets without lead times)."""
+
+    target: np.ndarray
+    inputs: np.ndarray
+    lead_time_label: int | None = None
+
+
 class ZScoredDataset(DownscalingDataset):
     """A dataset normalised by per-channel z-scores: subclasses set ``input_normalizer`` and
-    ``output_normalizer`` and get the four (de)normalisation methods.
+    ``output_normalizer``, implement `read_raw` (physical units), and get ``__getitem__``
+    (model units), `physical_sample` (physical units, no round trip) and the four
+    (de)normalisation methods.
 
     ``input_masks`` maps an input channel to the validity-mask channel (1 valid, 0 missing)
     that accompanies it; de-normalized inputs are NaN where their mask says missing."""
@@ -182,6 +219,33 @@ class ZScoredDataset(DownscalingDataset):
     input_normalizer: ChannelNormalizer
     output_normalizer: ChannelNormalizer
     input_masks: dict[int, int] = {}  # noqa: RUF012 - read-only default, subclasses replace it
+
+    @abstractmethod
+    def read_raw(self, idx: int) -> RawSample:
+        """Sample ``idx`` as read, in physical units (raises IndexError out of range)."""
+
+    def __getitem__(self, idx: int) -> tuple:
+        return self._model_units(self.read_raw(idx))
+
+    def physical_sample(self, idx: int) -> PhysicalSample:
+        return self._physical_units(self.read_raw(idx))
+
+    def sample_in_both_units(self, idx: int) -> tuple[tuple, PhysicalSample]:
+        raw = self.read_raw(idx)
+        return self._model_units(raw), self._physical_units(raw)
+
+    def _model_units(self, raw: RawSample) -> tuple:
+        img_clean = self.normalize_output(raw.target).astype(np.float32, copy=False)
+        img_lr = self.normalize_input(raw.inputs).astype(np.float32, copy=False)
+        if raw.lead_time_label is None:
+            return img_clean, img_lr
+        return img_clean, img_lr, raw.lead_time_label
+
+    def _physical_units(self, raw: RawSample) -> PhysicalSample:
+        inputs = np.array(raw.inputs, dtype=np.float32)
+        for value, mask in self.input_masks.items():
+            inputs[value][inputs[mask] < 0.5] = np.nan
+        return PhysicalSample(np.array(raw.target, dtype=np.float32), inputs)
 
     def normalize_input(self, x: ArrayLike) -> ArrayLike:
         return self.input_normalizer.normalize(x)
@@ -201,5 +265,3 @@ class ZScoredDataset(DownscalingDataset):
 
     def denormalize_output(self, x: ArrayLike) -> ArrayLike:
         return self.output_normalizer.denormalize(x)
-
-

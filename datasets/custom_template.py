@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
+from datasets.base import ChannelMetadata, ChannelNormalizer, RawSample, ZScoredDataset
 from datasets.hrrrmini_format import RunningMoments
 from datasets.interpolation import upsample_bilinear
 from datasets.per_process import PerProcess
@@ -212,13 +212,12 @@ class PairedXarrayDataset(ZScoredDataset):
     def __len__(self) -> int:
         return len(self._indices)
 
-    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_raw(self, idx: int) -> RawSample:
         if not -len(self) <= idx < len(self):
             raise IndexError(f"sample {idx} out of range for {len(self)} samples")
         coarse, fine = self._read_fields(self._indices[int(idx)])
         img_lr = np.concatenate([upsample_bilinear(coarse, self.factor), self._invariants])
-        img_lr = self.normalize_input(img_lr).astype(np.float32, copy=False)
-        return self.normalize_output(fine).astype(np.float32, copy=False), img_lr
+        return RawSample(fine, img_lr)
 
 
 def _select_times(times: list[datetime.datetime], start: str | None, end: str | None) -> list[int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
+from datasets.base import ChannelMetadata, ChannelNormalizer, RawSample, ZScoredDataset
 from datasets.per_process import PerProcess
 from helpers.infrastructure.cf_time import decode_times
 from helpers.infrastructure.errors import DataError
@@ -208,13 +208,13 @@ class CWADataset(ZScoredDataset):
     def __len__(self) -> int:
         return int(self._indices.size)
 
-    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_raw(self, idx: int) -> RawSample:
         if not -len(self) <= idx < len(self):
             raise IndexError(f"sample {idx} out of range for {len(self)} samples")
         t = int(self._indices[int(idx) % len(self)])
         target = self._read("cwb", t, self.out_channels, self._cwb_meta)
         inputs = self._read("era5", t, self.in_channels, self._era5_meta)
-        return self.output_normalizer.normalize(target), self.input_normalizer.normalize(inputs)
+        return RawSample(target, inputs)
 
     # ----------------------------------------------------------------------------- reading
     def _group(self) -> zarr.Group:

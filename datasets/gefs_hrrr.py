@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
+from datasets.base import ChannelMetadata, ChannelNormalizer, RawSample, ZScoredDataset
 from datasets.grid_alignment import BilinearRegridder
 from datasets.interpolation import upsample_bilinear
 from datasets.per_process import PerProcess
@@ -318,7 +318,7 @@ class GEFSHRRRDataset(ZScoredDataset):
     def __len__(self) -> int:
         return len(self._keys)
 
-    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def read_raw(self, idx: int) -> RawSample:
         if not -len(self) <= idx < len(self):
             raise IndexError(f"sample {idx} out of range for {len(self)} samples")
         idx = int(idx) % len(self)
@@ -330,9 +330,7 @@ class GEFSHRRRDataset(ZScoredDataset):
         if self.ds_factor > 1:
             img_lr = self._coarsen(img_lr)
         target = self._hrrr(period, positions["hrrr"], key)
-        return (self.output_normalizer.normalize(target).astype(np.float32),
-                self.input_normalizer.normalize(img_lr).astype(np.float32),
-                self.lead_time_label(idx))
+        return RawSample(target, img_lr, self.lead_time_label(idx))
 
     # ----------------------------------------------------------------------------- reading
     def _store(self, period: str, role: str):

@@ -25,12 +25,12 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from datasets.base import ChannelMetadata, ChannelNormalizer, ZScoredDataset
+from datasets.base import ChannelMetadata, ChannelNormalizer, RawSample, ZScoredDataset
+from datasets.hrrrmini_format import file_times
 from datasets.interpolation import upsample_bilinear
 from datasets.per_process import PerProcess
 from datasets.stats_file import ChannelStats, channel_stats, read_stats
 from datasets.variable_metadata import CF_KEYS
-from helpers.infrastructure.cf_time import decode_times
 from helpers.infrastructure.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -115,10 +115,7 @@ class HRRRMiniDataset(ZScoredDataset):
             )
         self.upsample_factor = W // w
 
-        time_var = nc["time"]
-        self._times = decode_times(time_var[:], getattr(time_var, "units", None),
-                                   getattr(time_var, "calendar", None),
-                                   f"{self.data_path!r}: variable 'time'")
+        self._times = file_times(nc, self.data_path)
         # Forecast files: each sample's lead time (hours), e.g. the synthetic --lead-hours data.
         self._leads = (np.asarray(nc["lead_time"][:], dtype=np.int64)
                        if "lead_time" in nc.variables else None)
@@ -177,12 +174,8 @@ class HRRRMiniDataset(ZScoredDataset):
         try:
             self.input_normalizer = _normalizer(inputs)
             self.output_normalizer = _normalizer(self._output_stats)
-            inv_norm = _normalizer(self._invariant_stats) if self.invariant_variables else None
         except ValueError as err:
             raise DataError(f"{self.stats_path!r}: {err}") from err
-        self._invariants_normalized = (
-            inv_norm.normalize(self._invariants) if inv_norm else self._invariants
-        )
         self._fill_values = self.input_normalizer.physical_zero()[:n_in]
 
     # ----------------------------------------------------------------------------- interface
@@ -275,7 +268,7 @@ class HRRRMiniDataset(ZScoredDataset):
     def __len__(self) -> int:
         return len(self._times)
 
-    def __getitem__(self, idx: int) -> tuple[np.ndarray, np.ndarray]:
+    def read_raw(self, idx: int) -> RawSample:
         if not -len(self) <= idx < len(self):
             raise IndexError(f"sample {idx} out of range for {len(self)} samples")
         idx = int(idx) % len(self)
@@ -292,12 +285,8 @@ class HRRRMiniDataset(ZScoredDataset):
         img_lr[:n_in] = upsample_bilinear(coarse, self.upsample_factor)
         if self.invariant_variables:
             (row, col), (H, W) = self._coords[idx], self._hr_shape
-            img_lr[n_in + n_mask:] = self._invariants_normalized[:, row:row + H, col:col + W]
-        img_lr[:n_in] = self.input_normalizer.normalize(img_lr)[:n_in]
-        img_clean = self.output_normalizer.normalize(target).astype(np.float32, copy=False)
-        if self._leads is not None:
-            return img_clean, img_lr, self.lead_time_label(idx)
-        return img_clean, img_lr
+            img_lr[n_in + n_mask:] = self._invariants[:, row:row + H, col:col + W]
+        return RawSample(target, img_lr, self.lead_time_label(idx))
 
     # ----------------------------------------------------------------------------- reading
     def _handle(self) -> netCDF4.Dataset:

@@ -28,9 +28,23 @@ import numpy as np
 
 from datasets import transforms
 from helpers.infrastructure.atomic_write import write_text
+from helpers.infrastructure.cf_time import decode_times
 
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
 TIME_CALENDAR = "standard"
+
+
+def file_times(nc: netCDF4.Dataset, path: str | os.PathLike) -> list[datetime.datetime]:
+    """The valid times of an open HRRR-Mini file (its CF-encoded ``time`` variable)."""
+    time_var = nc["time"]
+    return decode_times(time_var[:], getattr(time_var, "units", None),
+                        getattr(time_var, "calendar", None), f"{str(path)!r}: variable 'time'")
+
+
+def read_times(path: str | os.PathLike) -> list[datetime.datetime]:
+    """The valid times of an HRRR-Mini file, without its statistics or any sample."""
+    with netCDF4.Dataset(path, "r") as nc:
+        return file_times(nc, path)
 
 
 class RunningMoments:

@@ -50,9 +50,7 @@ def plot_sample(dataset: DownscalingDataset, index: int, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    img_clean, img_lr, *_ = dataset[index]  # forecast datasets add a lead-time label
-    truth = dataset.denormalize_output(img_clean)
-    inputs = dataset.denormalize_input(img_lr)
+    truth, inputs = dataset.physical_sample(index)
     in_index = {c.label: i for i, c in enumerate(dataset.input_channels())}
     channels = dataset.output_channels()
     fig, axes = plt.subplots(2, len(channels), figsize=(3.2 * len(channels), 6), squeeze=False)

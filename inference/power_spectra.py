@@ -147,9 +147,14 @@ def recommend_patch_size(distance_px: float, multiple: int = 16, domain: int | N
 
 # -- CLI ------------------------------------------------------------------------------------
 
-def _spectra_of_file(path, d, detrend, variables, chunk_bytes=32 * 2**20):
-    """Per variable and source (truth, prediction, input): x- and y-direction mean spectra,
-    accumulated a few times at a time."""
+def file_spectra(path: str | Path, grid_spacing_km: float, detrend: str | None = "linear",
+                 variables: list[str] | None = None, chunk_bytes: int = 32 * 2**20
+                 ) -> tuple[dict, tuple[int, int]]:
+    """Mean power spectra of a generated file, accumulated a few times at a time:
+    ``({var: {(source, axis): (wavenumber, psd), "attrs": truth attrs}}, (H, W))`` with
+    sources ``truth``, ``prediction`` (mean over members) and ``input`` where the variable is
+    an input too, along axes ``x`` and ``y``."""
+    d = grid_spacing_km
     from inference.generated_file import (
         channels,
         field,
@@ -219,7 +224,7 @@ def analyse(path, out_dir, grid_spacing_km: float = 3.0, multiple: int = 16,
             threshold: float = 0.0, detrend: str | None = "linear",
             variables: list[str] | None = None) -> dict:
     """Write one PNG per variable; return distances and the recommended patch shape."""
-    spectra, (height, width) = _spectra_of_file(path, grid_spacing_km, detrend, variables)
+    spectra, (height, width) = file_spectra(path, grid_spacing_km, detrend, variables)
     report = {"distance_km": {}, "pngs": []}
     worst = {"x": 0.0, "y": 0.0}
     for var, spec in spectra.items():

@@ -212,3 +212,11 @@ def test_mismatched_shapes(tmp_path):
         group.createVariable("tp", "f4", ("time", "y_odd", "x_output"))
     with pytest.raises(DataError, match="must all be shaped"):
         HRRRMiniDataset(str(data_path), str(stats_path))
+
+
+def test_read_times_without_building_a_dataset(hrrr_mini_files, tmp_path):
+    from datasets.hrrrmini_format import read_times
+
+    data_path, _, raw = hrrr_mini_files
+    (tmp_path / "stats.json").unlink()  # no statistics needed to list the times
+    assert read_times(data_path) == raw["times"]

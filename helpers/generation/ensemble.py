@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from datasets.base import PhysicalSample
 from datasets.registry import build_dataset
 from helpers.generation.config import GenerationConfig
 from helpers.generation.time_selection import select_time_indices
@@ -236,12 +237,14 @@ class EnsembleGenerator:
         batches = [rows[start:start + size] for start in range(0, len(rows), size)]
         return batches[self.rank::self.world_size]
 
-    def predict(self, sample_indices: list[int], samples: list[tuple[np.ndarray, np.ndarray]]
+    def predict(self, sample_indices: list[int], samples: list[tuple[tuple, PhysicalSample]]
                 ) -> list[tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]]:
         """Each sample's input, truth and this rank's members (by member number), in physical
-        units; the regression runs once for the group and the diffusion batches may hold
-        members of several samples."""
-        img_lr = torch.as_tensor(np.stack([s[1] for s in samples]), device=self.device)
+        units; ``samples`` are `DownscalingDataset.sample_in_both_units` pairs. The regression
+        runs once for the group and the diffusion batches may hold members of several
+        samples."""
+        img_lr = torch.as_tensor(np.stack([model[1] for model, _ in samples]),
+                                 device=self.device)
         labels = torch.as_tensor([self.dataset.lead_time_label(i) for i in sample_indices],
                                  device=self.device) if self.lead_time else None
         if self.channels_last:
@@ -263,13 +266,12 @@ class EnsembleGenerator:
                                      strict=True):
                 members[g][m] = as_probabilities(value, self.categories)
         results = []
-        for (img_clean, lr, *_), mine in zip(samples, members, strict=True):
-            truth = self.dataset.denormalize_output(img_clean)
-            missing = ~np.isfinite(truth)
+        for (_, physical), mine in zip(samples, members, strict=True):
+            missing = ~np.isfinite(physical.truth)
             if missing.any():  # no verifiable value there: the members are left out as well
                 for member in mine.values():
                     member[missing] = np.nan
-            results.append((self.dataset.denormalize_input(lr), truth, mine))
+            results.append((physical.inputs, physical.truth, mine))
         return results
 
     # ------------------------------------------------------------------------------ loop
@@ -431,9 +433,9 @@ class BackgroundIO:
 
     def prefetch(self, group: list[int]) -> None:
         self.reading = self.pool.submit(
-            lambda: [self.dataset[self.indices[k]] for k in group])
+            lambda: [self.dataset.sample_in_both_units(self.indices[k]) for k in group])
 
-    def samples(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def samples(self) -> list[tuple[tuple, PhysicalSample]]:
         return self.reading.result()
 
     def write(self, writer: EnsembleWriter, group: list[int], results: list, parts: list,
