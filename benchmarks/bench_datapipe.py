@@ -23,7 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datasets.hrrrmini_format import HRRRMiniWriter, write_stats  # noqa: E402
+from datasets.hrrrmini_format import HRRRMiniWriter  # noqa: E402
+from datasets.stats_file import write_stats  # noqa: E402
 
 WINDOW, FACTOR, GRID = 64, 8, (256, 256)
 INPUTS = ["10u", "10v", "2t", "tp", "tcwv"]

@@ -55,6 +55,12 @@ class ChannelNormalizer:
                 f"({self.std[bad].tolist()}); fix the statistics so every std is > 0"
             )
 
+    @classmethod
+    def from_stats(cls, stats: Sequence) -> ChannelNormalizer:
+        """From ``stats.json`` entries (`datasets.stats_file.ChannelStats`), one per channel."""
+        return cls([s.mean for s in stats], [s.std for s in stats],
+                   [s.transform for s in stats], [s.nonnegative for s in stats])
+
     def _shaped(self, values: np.ndarray, like: ArrayLike) -> ArrayLike:
         if like.ndim < 3 or like.shape[-3] != values.shape[0]:
             raise ValueError(

@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from datasets.channel_policy import normalization_plan
 from datasets.hrrrmini import MASK_SUFFIX
-from datasets.hrrrmini_format import HRRRMiniWriter, write_stats
+from datasets.hrrrmini_format import HRRRMiniWriter
 from datasets.sample_windows import check_multiple, parse_window, split_times, window_positions
+from datasets.stats_file import write_stats
 from datasets.variable_metadata import channel_attributes
 from datasets.xarray_pairs import PairedData
 from helpers.infrastructure.errors import DataError, run_cli

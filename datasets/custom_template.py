@@ -36,7 +36,7 @@ Writing a datapipe for another layout, step by step:
    ``input_channels``/``output_channels``; static fields are ``auxiliary=True`` and come last.
 6. Statistics: pass ``stats_path`` (``{"input"|"output"|"invariant": {name: {"mean", "std"}}}``),
    or let the class compute them and save them for next time with
-   ``datasets.hrrrmini_format.write_stats(path, dataset.stats())``. Always normalise validation
+   ``datasets.stats_file.write_stats(path, dataset.stats())``. Always normalise validation
    data with the training statistics.
 7. Point the config at it: ``dataset.type: my_data.py::MyDataset`` (path relative to where you
    run, or absolute), and check it loads::
@@ -52,15 +52,13 @@ import datetime
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from datasets.base import ChannelMetadata, ChannelNormalizer, RawSample, ZScoredDataset
-from datasets.hrrrmini_format import RunningMoments
 from datasets.interpolation import upsample_bilinear
 from datasets.per_process import PerProcess
-from datasets.stats_file import channel_stats, read_stats
+from datasets.stats_file import RunningMoments, channel_stats, field_entry, read_stats
 from datasets.variable_metadata import channel_attributes
 from datasets.xarray_pairs import PairedData, check_finite
 from helpers.infrastructure.errors import DataError
@@ -115,7 +113,8 @@ class PairedXarrayDataset(ZScoredDataset):
         ll = pairs.latlon()
         self._latlon = None if ll is None else (ll[0].astype(np.float32), ll[1].astype(np.float32))
         if stats_path:
-            self._stats = _load_stats(stats_path)
+            self._stats = read_stats(stats_path, "stats_path",
+                                     if_missing="set it to null to compute statistics")
         else:
             self._stats = self._compute_stats()
         self._set_normalizers(stats_path or "computed statistics")
@@ -155,11 +154,9 @@ class PairedXarrayDataset(ZScoredDataset):
             for group, fields in (("input", coarse), ("output", fine)):
                 for m, field in zip(moments[group].values(), fields, strict=True):
                     m.update(field)
-        stats = {g: {v: {"mean": m.mean, "std": m.std} for v, m in ms.items()}
-                 for g, ms in moments.items()}
-        stats["invariant"] = {v: {"mean": float(f.mean()), "std": float(f.std())}
-                              for v, f in zip(self.invariant_variables, self._invariants,
-                                              strict=True)}
+        stats = {g: {v: m.entry() for v, m in ms.items()} for g, ms in moments.items()}
+        stats["invariant"] = {v: field_entry(f) for v, f in
+                              zip(self.invariant_variables, self._invariants, strict=True)}
         for group in stats.values():
             for name, entry in group.items():
                 if not entry["std"] > 0:  # a constant field: leave it centred, unscaled
@@ -168,16 +165,14 @@ class PairedXarrayDataset(ZScoredDataset):
         return stats
 
     def stats(self) -> dict:
-        """Statistics in ``stats.json`` format (save with ``hrrrmini_format.write_stats``)."""
+        """Statistics in ``stats.json`` format (save with ``stats_file.write_stats``)."""
         return json.loads(json.dumps(self._stats))
 
     def _set_normalizers(self, source: str) -> None:
         def normalizer(*groups: tuple[str, list[str]]) -> ChannelNormalizer:
-            entries = [e for group, names in groups
-                       for e in channel_stats(self._stats, group, names, source, self._attributes)]
-            return ChannelNormalizer([e.mean for e in entries], [e.std for e in entries],
-                                     [e.transform for e in entries],
-                                     [e.nonnegative for e in entries])
+            return ChannelNormalizer.from_stats(
+                [e for group, names in groups
+                 for e in channel_stats(self._stats, group, names, source, self._attributes)])
 
         try:
             self.input_normalizer = normalizer(("input", self.input_variables),
@@ -234,9 +229,3 @@ def _select_times(times: list[datetime.datetime], start: str | None, end: str | 
             f"no common times in [{start}, {end}); the data cover {times[0]} .. {times[-1]}"
         )
     return keep
-
-
-def _load_stats(path: str) -> dict:
-    if not Path(path).is_file():
-        raise DataError(f"stats_path {path!r} does not exist; set it to null to compute statistics")
-    return read_stats(path, "stats_path")

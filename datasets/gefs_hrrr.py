@@ -273,8 +273,8 @@ class GEFSHRRRDataset(ZScoredDataset):
             "units": "1", "long_name": f"probability of precipitation type {v[4:]}"})
             for v in self.output_variables]
         try:
-            self.input_normalizer = _normalizer(self._input_stats)
-            self.output_normalizer = _normalizer(self._output_stats)
+            self.input_normalizer = ChannelNormalizer.from_stats(self._input_stats)
+            self.output_normalizer = ChannelNormalizer.from_stats(self._output_stats)
         except DataError as err:
             raise DataError(f"{self.stats_path!r}: {err}") from err
 
@@ -376,11 +376,6 @@ class GEFSHRRRDataset(ZScoredDataset):
             out[none] = (out[categories[:-1]].sum(axis=0) == 0).astype(np.float32)
             out[categories] /= out[categories].sum(axis=0, keepdims=True)
         return out
-
-
-def _normalizer(stats: list[ChannelStats]) -> ChannelNormalizer:
-    return ChannelNormalizer([s.mean for s in stats], [s.std for s in stats],
-                             [s.transform for s in stats], [s.nonnegative for s in stats])
 
 
 def _refuse_unsupported(normalize, sample_shape, shard, overfit, use_all) -> None:

@@ -172,8 +172,8 @@ class HRRRMiniDataset(ZScoredDataset):
         masks = [ChannelStats(0.0, 1.0)] * n_mask  # 0/1 channels, used as they are
         inputs = self._input_stats + masks + self._invariant_stats
         try:
-            self.input_normalizer = _normalizer(inputs)
-            self.output_normalizer = _normalizer(self._output_stats)
+            self.input_normalizer = ChannelNormalizer.from_stats(inputs)
+            self.output_normalizer = ChannelNormalizer.from_stats(self._output_stats)
         except ValueError as err:
             raise DataError(f"{self.stats_path!r}: {err}") from err
         self._fill_values = self.input_normalizer.physical_zero()[:n_in]
@@ -319,11 +319,6 @@ class HRRRMiniDataset(ZScoredDataset):
                     "that time"
                 )
         return out
-
-
-def _normalizer(stats: list[ChannelStats]) -> ChannelNormalizer:
-    return ChannelNormalizer([s.mean for s in stats], [s.std for s in stats],
-                             [s.transform for s in stats], [s.nonnegative for s in stats])
 
 
 def _channel(name: str, stats: ChannelStats, auxiliary: bool = False) -> ChannelMetadata:

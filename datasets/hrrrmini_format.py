@@ -18,7 +18,6 @@ values (after the variable's ``transform``, if any) and, where they apply, ``tra
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ import netCDF4
 import numpy as np
 
 from datasets import transforms
-from helpers.infrastructure.atomic_write import write_text
+from datasets.stats_file import RunningMoments, field_entry
 from helpers.infrastructure.cf_time import decode_times
 
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
@@ -45,44 +44,6 @@ def read_times(path: str | os.PathLike) -> list[datetime.datetime]:
     """The valid times of an HRRR-Mini file, without its statistics or any sample."""
     with netCDF4.Dataset(path, "r") as nc:
         return file_times(nc, path)
-
-
-class RunningMoments:
-    """Streaming mean and standard deviation (Chan et al. parallel update) so statistics of a
-    file larger than memory can be computed while it is written."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.missing = 0
-        self.mean = 0.0
-        self.m2 = 0.0
-
-    def update(self, values: np.ndarray) -> None:
-        """Add the finite values of ``values``; NaN/Inf are counted as missing, not averaged."""
-        values = np.asarray(values, dtype=np.float64).ravel()
-        finite = np.isfinite(values)
-        if not finite.all():
-            self.missing += int(values.size - finite.sum())
-            values = values[finite]
-        n = values.size
-        if n == 0:
-            return
-        batch_mean = float(values.mean())
-        batch_m2 = float(((values - batch_mean) ** 2).sum())
-        delta = batch_mean - self.mean
-        total = self.count + n
-        self.mean += delta * n / total
-        self.m2 += batch_m2 + delta**2 * self.count * n / total
-        self.count = total
-
-    @property
-    def std(self) -> float:
-        return float(np.sqrt(self.m2 / self.count)) if self.count else float("nan")
-
-
-def write_stats(path: str | os.PathLike, stats: Mapping) -> None:
-    """Write ``stats.json`` atomically (temporary name, then rename)."""
-    write_text(path, json.dumps(stats, indent=2) + "\n")
 
 
 class HRRRMiniWriter:
@@ -240,11 +201,8 @@ class HRRRMiniWriter:
                 if m.missing:
                     entry["missing_values"] = True
                 out[group][name] = {**entry, **self._attrs(group, name)}
-        out["invariant"] = {}
-        for name, values in self.invariants.items():
-            valid = values[np.isfinite(values)].astype(np.float64)
-            out["invariant"][name] = {"mean": float(valid.mean()), "std": float(valid.std()),
-                                      **self._attrs("invariant", name)}
+        out["invariant"] = {name: {**field_entry(values), **self._attrs("invariant", name)}
+                            for name, values in self.invariants.items()}
         return out
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -1,4 +1,5 @@
-"""Reading ``stats.json``: per-variable normalisation statistics and what they imply.
+"""``stats.json``: reading per-variable normalisation statistics and what they imply, computing
+them while data stream by (`RunningMoments`), and writing the file.
 
 Format (the HRRR-Mini one, extended)::
 
@@ -17,12 +18,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from datasets.transforms import TRANSFORMS
 from datasets.variable_metadata import CF_KEYS, channel_attributes, is_precipitation
+from helpers.infrastructure.atomic_write import write_text
 from helpers.infrastructure.errors import DataError
 
 
@@ -38,11 +43,14 @@ class ChannelStats:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-def read_stats(path: str | Path, option: str = "dataset.stats_path") -> dict:
-    """The parsed file, with a one-line error naming the problem for a missing or bad file."""
+def read_stats(path: str | Path, option: str = "dataset.stats_path",
+               if_missing: str | None = None) -> dict:
+    """The parsed file, with a one-line error naming the problem for a missing or bad file
+    (``if_missing``: the advice when it does not exist)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{option} {str(path)!r} does not exist; set {option}=<path to the file>")
+        advice = if_missing or f"set {option}=<path to the file>"
+        raise DataError(f"{option} {str(path)!r} does not exist; {advice}")
     try:
         stats = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -99,3 +107,55 @@ def _number(entry: Mapping, key: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise DataError(f"{where}: {key!r} must be a finite number, got {value!r}")
     return float(value)
+
+
+class RunningMoments:
+    """Streaming mean and standard deviation (Chan et al. parallel update) so statistics of a
+    file larger than memory can be computed while it is written."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.missing = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def update(self, values: np.ndarray) -> None:
+        """Add the finite values of ``values``; NaN/Inf are counted as missing, not averaged."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        finite = np.isfinite(values)
+        if not finite.all():
+            self.missing += int(values.size - finite.sum())
+            values = values[finite]
+        n = values.size
+        if n == 0:
+            return
+        batch_mean = float(values.mean())
+        batch_m2 = float(((values - batch_mean) ** 2).sum())
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.m2 / self.count)) if self.count else float("nan")
+
+    def entry(self) -> dict:
+        """The ``stats.json`` entry: mean, std, and ``missing_values`` when some were."""
+        entry: dict = {"mean": self.mean, "std": self.std}
+        if self.missing:
+            entry["missing_values"] = True
+        return entry
+
+
+def write_stats(path: str | os.PathLike, stats: Mapping) -> None:
+    """Write ``stats.json`` atomically (temporary name, then rename)."""
+    write_text(path, json.dumps(stats, indent=2) + "\n")
+
+
+def field_entry(values: np.ndarray) -> dict[str, float]:
+    """``{"mean", "std"}`` of the finite values of one whole field (a static invariant)."""
+    valid = np.asarray(values, dtype=np.float64)
+    valid = valid[np.isfinite(valid)]
+    return {"mean": float(valid.mean()), "std": float(valid.std())}

@@ -57,8 +57,9 @@ from tqdm import tqdm
 
 from datasets.channel_policy import normalization_plan
 from datasets.hrrrmini import HRRRMiniDataset
-from datasets.hrrrmini_format import HRRRMiniWriter, write_stats
+from datasets.hrrrmini_format import HRRRMiniWriter
 from datasets.interpolation import upsample_bilinear
+from datasets.stats_file import write_stats
 from datasets.synthetic_flow import TerrainFlow
 from datasets.synthetic_surface import SurfaceDiagnostics
 from datasets.synthetic_terrain import Terrain, make_terrain

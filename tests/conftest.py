@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from datasets.hrrrmini_format import HRRRMiniWriter, write_stats  # noqa: E402
+from datasets.hrrrmini_format import HRRRMiniWriter  # noqa: E402
+from datasets.stats_file import write_stats  # noqa: E402
 
 # Tiny models on a small CPU: several threads only contend (and make timings erratic).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -12,9 +12,9 @@ import xarray as xr
 
 import datasets
 from datasets.custom_template import PairedXarrayDataset
-from datasets.hrrrmini_format import write_stats
 from datasets.interpolation import upsample_bilinear
 from datasets.registry import build_dataset
+from datasets.stats_file import write_stats
 from helpers.infrastructure.errors import DataError
 
 F, HF, WF = 8, 32, 48
