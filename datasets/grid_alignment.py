@@ -99,7 +99,11 @@ def aligned_shape(fine: tuple[int, int], coarse: tuple[int, int] | None, factor:
 
 class BilinearRegridder:
     """Precomputed bilinear weights from a regular 1-D lat/lon grid to arbitrary points, reading
-    only the coarse sub-box that the points need."""
+    only the coarse sub-box that the points need.
+
+    It gives what ``xarray.DataArray.interp(method="linear")`` gives (tested against it), but
+    the readers call it for every sample, and xarray recomputes the weights on each call:
+    ``benchmarks/bench_regrid.py`` measured xarray about 2x slower per sample."""
 
     def __init__(self, src_lat: np.ndarray, src_lon: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                  option: str = "--regrid"):

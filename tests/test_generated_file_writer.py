@@ -321,3 +321,21 @@ def test_repeated_times_on_one_grid_and_resume_of_windows(tmp_path):
         raise KeyboardInterrupt
     with pytest.raises(ValueError, match="lat/lon differ"):
         make_writer(path, resume=True, **moved)
+
+
+def test_time_encoding_takes_the_coarsest_exact_unit_and_decodes_back():
+    from helpers.infrastructure.cf_time import decode_times
+    from inference.generated_file.layout import encode_times
+
+    cases = {
+        "hours": [datetime.datetime(2021, 1, 1, 3), datetime.datetime(2021, 1, 2, 0)],
+        "minutes": [datetime.datetime(2021, 1, 1, 3), datetime.datetime(2021, 1, 1, 4, 30)],
+        "seconds": [datetime.datetime(2021, 1, 1, 3, 0, 7), datetime.datetime(2021, 1, 1, 3)],
+    }
+    for unit, times in cases.items():
+        values, units = encode_times(times)
+        assert units == f"{unit} since 1990-01-01 00:00:00"
+        assert values.dtype == np.float64 and np.array_equal(values, np.round(values))
+        assert decode_times(values, units, "standard") == times
+    values, units = encode_times([datetime.datetime(1989, 12, 31, 23)])  # before the reference
+    assert (values.tolist(), units) == ([-1.0], "hours since 1990-01-01 00:00:00")

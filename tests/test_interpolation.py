@@ -74,3 +74,29 @@ def test_block_mean_preserved_for_linear_fields_and_batches():
 def test_rejects_bad_factor():
     with pytest.raises(ValueError, match="positive integer"):
         upsample_bilinear(np.zeros((2, 2)), 2.5)
+
+
+@pytest.mark.parametrize("descending_lat, lon_0_360", [(True, True), (False, False)])
+def test_bilinear_regridder_equals_xarray_interp(descending_lat, lon_0_360):
+    """The precomputed weights give what xarray's linear interp gives on a curvilinear grid,
+    whichever way the coarse latitudes run and however the longitudes are written."""
+    import xarray as xr
+
+    from datasets.grid_alignment import BilinearRegridder
+
+    rng = np.random.default_rng(3)
+    src_lat = np.arange(30.0, 45.0, 0.25)[::-1 if descending_lat else 1]
+    src_lon = np.arange(250.0, 270.0, 0.25) - (0 if lon_0_360 else 360)
+    yy, xx = np.meshgrid(np.arange(40), np.arange(48), indexing="ij")
+    lat = 35 + 0.027 * yy + 0.003 * xx
+    lon = -100 + 0.03 * xx - 0.004 * yy  # written -180..180 whatever the coarse grid uses
+    field = rng.normal(size=(3, src_lat.size, src_lon.size))
+    regridder = BilinearRegridder(src_lat, src_lon, lat, lon)
+    ours = regridder(field[:, regridder.box[0], regridder.box[1]])
+    coarse = xr.DataArray(field, dims=("c", "lat", "lon"), coords={"lat": src_lat, "lon": src_lon})
+    wanted_lon = lon % 360 if lon_0_360 else lon
+    reference = coarse.interp(lat=xr.DataArray(lat, dims=("y", "x")),
+                              lon=xr.DataArray(wanted_lon, dims=("y", "x")),
+                              method="linear").values
+    assert ours.shape == (3, 40, 48)
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)

@@ -71,10 +71,7 @@ def select_time_indices(available: Sequence[datetime.datetime], times: Sequence[
         step = parse_step(times_range[2])
         if end < start:
             raise ConfigError(f"generation.times_range ends ({end}) before it starts ({start})")
-        wanted = []
-        while start <= end:
-            wanted.append(start)
-            start += step
+        wanted = [t.to_pydatetime() for t in pd.date_range(start, end, freq=step)]
     by_time: dict[datetime.datetime, list[int]] = {}
     for i, t in enumerate(available):
         by_time.setdefault(t, []).append(i)

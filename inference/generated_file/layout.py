@@ -44,15 +44,16 @@ def progress_variable(nc: Any) -> Any:
 def encode_times(times: Sequence[datetime.datetime]) -> tuple[np.ndarray, str]:
     """Offsets from 1990-01-01 in the coarsest unit that holds every time exactly, so decoding
     gives back the same instants."""
-    deltas = [t - TIME_REFERENCE for t in times]
-    seconds = [d.days * 86400 + d.seconds for d in deltas]
+    import cftime
+
     reference = f"since {TIME_REFERENCE:%Y-%m-%d %H:%M:%S}"
-    if not any(d.microseconds for d in deltas):
-        for unit, size in (("hours", 3600), ("minutes", 60), ("seconds", 1)):
-            if all(s % size == 0 for s in seconds):
-                values = np.array([s // size for s in seconds], dtype=np.float64)
-                return values, f"{unit} {reference}"
-    return np.array([d.total_seconds() for d in deltas]), f"seconds {reference}"
+    for unit in ("hours", "minutes", "seconds"):
+        units = f"{unit} {reference}"
+        values = np.asarray(cftime.date2num(list(times), units, calendar=TIME_CALENDAR),
+                            dtype=np.float64).reshape(-1)
+        if np.array_equal(values, np.round(values)):
+            return values, units
+    return values, units
 
 
 def attribute_value(value: Any) -> Any:
