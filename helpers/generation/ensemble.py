@@ -25,20 +25,18 @@ from tqdm import tqdm
 
 from datasets.base import PhysicalSample
 from datasets.registry import build_dataset
+from helpers.generation.background_io import BackgroundIO
+from helpers.generation.checkpoints import load_diffusion_network, load_regression_checkpoint
 from helpers.generation.config import GenerationConfig
 from helpers.generation.time_selection import select_time_indices
 from helpers.infrastructure.distributed import broadcast_object, gather_to_rank0, is_multi_process
 from helpers.infrastructure.errors import CheckpointError, ConfigError
 from helpers.infrastructure.output_paths import check_output_file
 from helpers.infrastructure.precision import amp_dtype, autocast, on_cuda_unless_set
-from helpers.models.facts import check_against_dataset, facts_path, read_facts
 from helpers.models.networks import (
     apex_group_norm,
     check_lead_times,
     check_patch_shape,
-    load_module,
-    load_regression_network,
-    network_embedding_channels,
     network_lead_time_steps,
     resolve_checkpoint,
 )
@@ -328,146 +326,6 @@ def as_probabilities(fields: np.ndarray, categories: list[int]) -> np.ndarray:
     fields[categories] = np.where(total > 0, shares / np.where(total > 0, total, 1.0),
                                   1.0 / len(categories))
     return fields
-
-
-def load_regression_checkpoint(gen: Any, dataset: Any,
-                               use_apex_gn: bool = False) -> torch.nn.Module:
-    """The frozen regression UNet of ``gen.io.reg_ckpt_filename``, checked against the dataset
-    (and against the facts saved with it, when there are any)."""
-    option = "generation.io.reg_ckpt_filename"
-    net = load_regression_network(gen.io.reg_ckpt_filename, tuple(dataset.image_shape()),
-                                  len(dataset.input_channels()), len(dataset.output_channels()),
-                                  option=option, use_apex_gn=use_apex_gn)
-    path = resolve_checkpoint(gen.io.reg_ckpt_filename, option)
-    facts = read_facts(path)
-    if facts is not None:
-        check_against_dataset(facts, dataset, f"regression checkpoint {str(path)!r}")
-    return net
-
-
-def conditioning_channels(n_in: int, n_out: int, hr_mean: bool, patched: bool,
-                          n_embedding: int) -> int:
-    """``img_in_channels`` of a diffusion network for this channel bookkeeping."""
-    return n_in + n_embedding + (n_out if hr_mean else 0) + (n_in if patched else 0)
-
-
-def load_diffusion_network(gen: Any, dataset: Any,
-                           use_apex_gn: bool = False) -> tuple[torch.nn.Module, bool]:
-    """The diffusion checkpoint of ``gen.io.res_ckpt_filename`` after checking it fits the
-    dataset and ``gen.patching``, with whether it is conditioned on the regression mean."""
-    option = "generation.io.res_ckpt_filename"
-    net = load_module(gen.io.res_ckpt_filename, option, use_apex_gn)
-    path = resolve_checkpoint(gen.io.res_ckpt_filename, option)
-    where = f"diffusion checkpoint {str(path)!r}"
-    image_shape = tuple(dataset.image_shape())
-    n_in, n_out = len(dataset.input_channels()), len(dataset.output_channels())
-    if not hasattr(net, "sigma_data") or not hasattr(net, "img_in_channels"):
-        kind = "the regression UNet" if hasattr(net, "img_out_channels") else "a model"
-        raise CheckpointError(
-            f"{where} holds {kind} ({type(net).__name__}), not an EDM diffusion model; "
-            "point generation.io.res_ckpt_filename at the diffusion run's checkpoints "
-            "(checkpoints_diffusion or checkpoints_patched_diffusion)")
-    resolution = net.img_resolution
-    shape = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
-    if shape != image_shape:
-        raise CheckpointError(f"{where} was trained on {shape} images, the dataset has "
-                              f"{image_shape}")
-    if net.img_out_channels != n_out:
-        raise CheckpointError(f"{where} predicts {net.img_out_channels} channels, the "
-                              f"dataset has {n_out} output channels")
-    n_embedding = network_embedding_channels(net)
-    hr_mean = _hr_mean_conditioning(gen, dataset, path, net, n_embedding, where)
-    expected = conditioning_channels(n_in, n_out, hr_mean, gen.patching, n_embedding)
-    if net.img_in_channels != expected:
-        fits = [(hr, p) for hr in (True, False) for p in (False, True)
-                if conditioning_channels(n_in, n_out, hr, p, n_embedding)
-                == net.img_in_channels]
-        hint = (f"it fits generation.hr_mean_conditioning={fits[0][0]} and "
-                f"generation.patching={fits[0][1]}" if fits
-                else "it was trained on a different dataset")
-        raise CheckpointError(
-            f"{where} expects {net.img_in_channels} conditioning channels but this dataset "
-            f"and generation.hr_mean_conditioning={hr_mean}, "
-            f"generation.patching={gen.patching} give {expected}; {hint}")
-    return net, hr_mean
-
-
-def _hr_mean_conditioning(gen: Any, dataset: Any, path: Path, net: torch.nn.Module,
-                          n_embedding: int, where: str) -> bool:
-    """From the facts saved with the checkpoint; a configured value must agree. Without
-    facts (published checkpoints): the configured value, else what the channels fit."""
-    configured = gen.hr_mean_conditioning
-    facts = read_facts(path)
-    if facts is not None:
-        check_against_dataset(facts, dataset, where)
-        trained = bool(facts["model"].get("hr_mean_conditioning", False))
-        if trained and gen.inference_mode == "diffusion":
-            raise CheckpointError(
-                f"{where} was trained conditioned on the regression mean, which "
-                "generation.inference_mode=diffusion does not compute; use "
-                "inference_mode=all with the regression checkpoint")
-        if configured is not None and configured != trained:
-            raise CheckpointError(
-                f"generation.hr_mean_conditioning={configured} contradicts {where}, which "
-                f"was trained with hr_mean_conditioning={trained} (saved with it in "
-                f"{facts_path(path).name}); remove the option or set it to {trained}")
-        return trained
-    if configured is not None:
-        return configured
-    n_in, n_out = len(dataset.input_channels()), len(dataset.output_channels())
-    return conditioning_channels(n_in, n_out, True, gen.patching, n_embedding) == \
-        net.img_in_channels
-
-class BackgroundIO:
-    """Reads the next samples and writes the finished ones in one background thread, so the
-    network does not wait on NetCDF; one thread, so the NetCDF/HDF5 library is only ever used
-    from one place at a time. At most one read and one write are in flight."""
-
-    def __init__(self, dataset: Any, indices: list[int]):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.dataset, self.indices = dataset, indices
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation-io")
-        self.reading = None
-        self.writing = None
-
-    def prefetch(self, group: list[int]) -> None:
-        self.reading = self.pool.submit(
-            lambda: [self.dataset.sample_in_both_units(self.indices[k]) for k in group])
-
-    def samples(self) -> list[tuple[tuple, PhysicalSample]]:
-        return self.reading.result()
-
-    def write(self, writer: EnsembleWriter, group: list[int], results: list, parts: list,
-              num_members: int) -> None:
-        if self.writing is not None:
-            self.writing.result()  # the previous write's errors surface here
-
-        def write_group() -> None:
-            for g, (k, (inputs, truth, _)) in enumerate(zip(group, results, strict=True)):
-                members = {m: v for part in parts for m, v in part[g].items()}
-                prediction = np.stack([members[m] for m in range(num_members)])
-                writer.write_time(k, inputs, truth, prediction.astype(np.float32))
-
-        self.writing = self.pool.submit(write_group)
-
-    def __enter__(self) -> BackgroundIO:
-        return self
-
-    def __exit__(self, exc_type, *exc_info) -> None:
-        """Finished times are always written, even when generation stops on an error or an
-        interrupt (a resumed run then skips them); an unneeded read is dropped."""
-        if self.reading is not None:
-            self.reading.cancel()
-        try:
-            if self.writing is not None:
-                self.writing.result()
-        except Exception:
-            if exc_type is None:
-                raise
-            logger.exception("writing the last finished time(s) failed as well")
-        finally:
-            self.pool.shutdown(wait=True)
 
 
 def shared_grid(dataset, indices: list[int]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -211,7 +211,7 @@ def _window(dataset: Any, indices: list[int], chosen: list[int] | None) -> tuple
 
 def _checked_networks(config: Any, dataset: Any) -> tuple[Path, Path, bool]:
     """Both checkpoints, safety-checked and loaded once to prove they fit the dataset."""
-    from helpers.generation.ensemble import load_diffusion_network, load_regression_checkpoint
+    from helpers.generation.checkpoints import load_diffusion_network, load_regression_checkpoint
     from helpers.models.facts import read_facts
     from helpers.models.networks import resolve_checkpoint
 
