@@ -117,6 +117,23 @@ def write_hrrr_mini(
     return data_path, stats_path, raw
 
 
+def mark_missing_values(data_path: Path, stats_path: Path) -> None:
+    """Make a `write_hrrr_mini` file masked like real data: a missing input cell (``2t`` of
+    sample 3 at (0, 0)) and missing target rows (``10u`` of sample 3, rows 0-3), both marked
+    as missing on purpose in stats.json (a land-only or radar-coverage grid)."""
+    import json
+
+    import netCDF4
+
+    with netCDF4.Dataset(data_path, "a") as nc:
+        nc["input"]["2t"][3, 0, 0] = np.nan
+        nc["output"]["10u"][3, :4, :] = np.nan
+    stats = json.loads(stats_path.read_text())
+    stats["input"]["2t"]["missing_values"] = True
+    stats["output"]["10u"]["missing_values"] = True
+    stats_path.write_text(json.dumps(stats))
+
+
 @pytest.fixture
 def hrrr_mini_files(tmp_path):
     return write_hrrr_mini(tmp_path)

@@ -9,7 +9,7 @@ from datasets.base import ChannelMetadata
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.interpolation import upsample_bilinear
 from helpers.infrastructure.errors import DataError
-from tests.conftest import write_hrrr_mini
+from tests.conftest import mark_missing_values, write_hrrr_mini
 
 
 def _zscore(values, stats):
@@ -170,13 +170,8 @@ def test_nan_in_a_sample_names_variable_and_time(hrrr_mini_files):
 
 def test_missing_values_marked_in_stats_are_masked(hrrr_mini_files):
     data_path, stats_path, raw = hrrr_mini_files
-    with netCDF4.Dataset(data_path, "a") as nc:
-        nc["input"]["2t"][3, 0, 0] = np.nan
-        nc["output"]["10u"][3, :4, :] = np.nan
+    mark_missing_values(data_path, stats_path)
     stats = json.loads(stats_path.read_text())
-    stats["input"]["2t"]["missing_values"] = True
-    stats["output"]["10u"]["missing_values"] = True
-    stats_path.write_text(json.dumps(stats))
     ds = HRRRMiniDataset(str(data_path), str(stats_path))
     labels = [c.label for c in ds.input_channels()]
     assert labels == ["10u", "2t", "tcwv", "2t_valid", "elev_mean", "lsm_mean"]

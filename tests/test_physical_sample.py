@@ -1,28 +1,21 @@
 """Physical-units access to samples: exact file values for writing and drawing, no round trip
 through model units, and model units that are unchanged by it."""
 
-import json
 
-import netCDF4
 import numpy as np
 import pytest
 
 from datasets.base import DownscalingDataset, PhysicalSample
 from datasets.hrrrmini import HRRRMiniDataset
 from datasets.interpolation import upsample_bilinear
+from tests.conftest import mark_missing_values
 
 
 def _masked_files(hrrr_mini_files):
     """The HRRR-Mini fixture with a missing input cell and missing target rows, marked in
     stats.json as missing on purpose (a land-only or radar-coverage grid)."""
     data_path, stats_path, raw = hrrr_mini_files
-    with netCDF4.Dataset(data_path, "a") as nc:
-        nc["input"]["2t"][3, 0, 0] = np.nan
-        nc["output"]["10u"][3, :4, :] = np.nan
-    stats = json.loads(stats_path.read_text())
-    stats["input"]["2t"]["missing_values"] = True
-    stats["output"]["10u"]["missing_values"] = True
-    stats_path.write_text(json.dumps(stats))
+    mark_missing_values(data_path, stats_path)
     return HRRRMiniDataset(str(data_path), str(stats_path)), raw
 
 
