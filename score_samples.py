@@ -15,12 +15,16 @@ of the time means instead of the table).
 Output NetCDF (written to ``<output>.tmp`` and renamed), coords ``metric``, ``time``, ``rank``:
 
     <var>(metric, time)          crps, crps_fair, mae, rmse, bias, spread, spread_skill,
-                                 input_{mae,rmse,bias,crps}, regression_{mae,rmse,bias,crps}
+                                 input_{mae,rmse,bias,crps}, regression_{mae,rmse,bias,crps},
+                                 brier
     <var>_time_mean(metric)      over times (rmse/spread: root of mean squares)
     <var>_rank_histogram(time, rank)   counts, rank 0..M of the truth among M members
 
 ``input_*`` appears when some scored variable is also an input channel (NaN for the others),
-``regression_*`` only with a regression file. Details: ``inference/scoring.py``.
+``regression_*`` only with a regression file; ``brier`` (and the reliability diagram) only for
+files with probability channels. Details: ``inference/scoring.py`` (the driver). Each metric is
+a small object in ``inference/score_metrics.py`` (the per-time statistics it needs, and its
+value from their means); a new metric is one entry in ``STANDARD_METRICS`` there.
 """
 
 from __future__ import annotations

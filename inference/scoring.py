@@ -1,8 +1,12 @@
 """Score a generated ensemble against its truth, per variable and time, with baselines.
 
-Reads a few times at a time (bounded memory) and computes every metric for all pixels of those
-times at once with numpy; nothing loops over pixels or members in Python. The result layout is
-documented in :func:`score_file` and in ``score_samples.py``.
+The driver: reads a few times at a time (bounded memory), hands each variable's chunk to the
+metrics of :mod:`inference.score_metrics` (each a small object: the per-time statistics it
+needs and how its value follows from their means; a new metric is one entry in
+``STANDARD_METRICS`` there, or pass ``metrics=``) and assembles their values, the rank
+histograms and the reliability diagrams into a Dataset. Every statistic is computed for all
+pixels of the chunk's times at once with numpy; nothing loops over pixels or members in Python.
+The result layout is documented in :func:`score_file` and in ``score_samples.py``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +23,6 @@ import xarray as xr
 from tqdm import tqdm
 
 from helpers.infrastructure.errors import GeneratedFileError
-from inference import metrics
 from inference.generated_file import (
     channels,
     complete_times,
@@ -28,12 +32,20 @@ from inference.generated_file import (
     sample_keys,
     select_variables,
 )
+from inference.score_metrics import (
+    STANDARD_METRICS,
+    Chunk,
+    Metric,
+    RankHistogram,
+    ReliabilityDiagram,
+    ScoredFile,
+    Statistic,
+    finalise,
+    statistics_of,
+)
 
 logger = logging.getLogger(__name__)
 
-ENSEMBLE_METRICS = ("crps", "crps_fair", "mae", "rmse", "bias", "spread", "spread_skill")
-PROBABILITY_METRICS = ("brier",)  # category channels (probabilities), NaN for the others
-BASELINE_METRICS = ("mae", "rmse", "bias", "crps")
 CHUNK_BYTES = 32 * 2**20  # float64 members per read; temporaries take ~6x that at peak
 
 
@@ -46,6 +58,7 @@ def score_file(
     chunk_times: int | None = None,
     progress: bool = True,
     workers: int | None = None,
+    metrics: Sequence[Metric] = STANDARD_METRICS,
 ) -> xr.Dataset:
     """Scores of ``path`` as a Dataset with coords ``metric``, ``time``, ``rank``:
 
@@ -61,17 +74,27 @@ def score_file(
     ``sample``, with the valid ``time`` as a coordinate along it. ``workers`` threads (default:
     one per core, at most one per variable) score the variables of a chunk in parallel while
     the next chunk is read; the numbers do not depend on it.
+
+    ``metrics`` (default :data:`inference.score_metrics.STANDARD_METRICS`) are the rows of
+    ``metric``, in order; those the file cannot have (a baseline it lacks, Brier without
+    probability channels) are left out.
     """
+    names = [m.name for m in metrics]
+    if not names:
+        raise ValueError("metrics is empty; leave it out for the standard metrics")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"metric names must be distinct; {repeated} appear more than once")
     ds = open_generated(path)
     try:
         return _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
-                      workers)
+                      workers, tuple(metrics))
     finally:
         ds.close()
 
 
 def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
-           workers) -> xr.Dataset:
+           workers, metric_list) -> xr.Dataset:
     source = ds.attrs["source_file"]
     names = select_variables(ds, variables)
     size = ds.sizes["ensemble"]
@@ -90,14 +113,17 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
         logger.warning("%s: scoring only the %d complete %s(s) of %d", source, len(times), dim,
                        ds.sizes[dim])
     input_names = set(channels(ds, "input"))
-    reg_ds, reg_index = _open_regression(regression, ds, times) if regression else (None, None)
-    sources = (["input"] if input_names & set(names) else []) + (["regression"] if reg_ds else [])
+    sources = (["input"] if input_names & set(names) else []) + (
+        ["regression"] if regression else [])
     probabilities = [v for v in str(ds.attrs.get("probability_variables", "")).split()
                      if v in names]
-    metric_names = list(ENSEMBLE_METRICS) + [f"{s}_{m}" for s in sources for m in BASELINE_METRICS]
-    if probabilities:
-        metric_names += list(PROBABILITY_METRICS)
-    acc = {v: _Accumulator(len(times), n, sources, v in probabilities) for v in names}
+    scored = ScoredFile(baselines=tuple(sources), has_probabilities=bool(probabilities))
+    metric_list = [m for m in metric_list if m.applies(scored)]
+    if not metric_list:
+        raise GeneratedFileError(f"{source}: none of the metrics applies to this file")
+    statistics = statistics_of(metric_list)
+    reg_ds, reg_index = _open_regression(regression, ds, times) if regression else (None, None)
+    acc = {v: _Accumulator(statistics, len(times), n, v in probabilities) for v in names}
     rng = np.random.default_rng(seed)
     height, width = ds.sizes["y"], ds.sizes["x"]
     workers = max(1, min(workers or os.cpu_count() or 1, len(names)))
@@ -109,7 +135,7 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
     def read(start: int) -> dict[str, tuple]:
         rows = slice(start, start + step)
         sel = {dim: _indexer(times[rows])}
-        chunk = {}
+        arrays = {}
         for var in names:
             truth = field(ds, "truth", var).isel(sel).values
             pred = field(ds, "prediction", var).isel({**sel, "ensemble": slice(0, n)}).values
@@ -119,33 +145,33 @@ def _score(ds, n_ensemble, variables, regression, seed, chunk_times, progress,
             if reg_ds is not None and f"prediction_{var}" in reg_ds:
                 baselines["regression"] = reg_ds[f"prediction_{var}"].isel(
                     {sample_dim(reg_ds): _indexer(reg_index[rows]), "ensemble": 0}).values
-            chunk[var] = (pred, truth, baselines)
-        return chunk
+            arrays[var] = (pred, truth, baselines)
+        return arrays
 
     bar = tqdm(total=len(times), unit="time", desc="scoring", disable=not progress,
                dynamic_ncols=True)
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scoring") as pool:
-            chunk = read(starts[0])
+            arrays = read(starts[0])
             for number, start in enumerate(starts):
                 rows = slice(start, start + step)
                 # Variables in parallel threads (numpy releases the GIL in its loops) while
                 # this thread reads the next chunk; the tie-breaking draws of the rank
                 # histogram stay in this thread, in variable order, so the numbers do not
                 # depend on the threads.
-                jobs = [pool.submit(acc[var].add, rows, *chunk[var]) for var in names]
+                jobs = [pool.submit(acc[var].add, rows, *arrays[var]) for var in names]
                 following = read(starts[number + 1]) if number + 1 < len(starts) else None
                 for var in names:
-                    acc[var].add_ranks(rows, chunk[var][0], chunk[var][1], rng)
+                    acc[var].ranks.add(rows, arrays[var][0], arrays[var][1], rng)
                 for job in jobs:
                     job.result()
-                chunk = following
+                arrays = following
                 bar.update(len(times[rows]))
     finally:
         bar.close()
         if reg_ds is not None:
             reg_ds.close()
-    return _assemble(ds, names, acc, metric_names, times, n, regression, seed)
+    return _assemble(ds, names, acc, metric_list, times, n, regression, seed)
 
 
 def lead_hours(ds: xr.Dataset) -> np.ndarray | None:
@@ -196,92 +222,51 @@ def _open_regression(path, ds: xr.Dataset, times: np.ndarray) -> tuple[xr.Datase
 
 
 class _Accumulator:
-    """Per-time spatial means of one variable, filled chunk by chunk."""
+    """One variable's statistics per time, rank histogram and (probability channels)
+    reliability diagram, filled chunk by chunk."""
 
-    def __init__(self, n_times: int, n_members: int, sources: list[str],
+    def __init__(self, statistics: list[Statistic], n_times: int, n_members: int,
                  probability: bool = False):
-        self.m = n_members
-        keys = ["crps", "crps_fair", "mae", "mse", "bias", "var"]
-        keys += [f"{s}_{k}" for s in sources for k in ("mae", "mse", "bias")]
+        self.n_members = n_members
         self.probability = probability
-        if probability:
-            keys.append("brier")
-            self.reliability = np.zeros((2, metrics.RELIABILITY_BINS))  # counts, outcomes
-        self.values = {k: np.full(n_times, np.nan) for k in keys}
-        self.ranks = np.zeros((n_times, n_members + 1), dtype=np.int64)
+        self.values = {s: np.full(n_times, np.nan) for s in statistics}
+        self.ranks = RankHistogram(n_times, n_members)
+        self.reliability = ReliabilityDiagram() if probability else None
 
-    def add_ranks(self, rows: slice, pred: np.ndarray, truth: np.ndarray,
-                  rng: np.random.Generator) -> None:
-        """Rank histogram counts of these times (ties broken with draws from ``rng``)."""
-        valid = np.isfinite(truth) & np.isfinite(pred).all(axis=0)
-        ranks = metrics.rank_of_truth(pred, truth, rng=rng)
-        self.ranks[rows] = metrics.rank_histogram(ranks, self.m, valid)
-
-    def add(self, rows: slice, pred: np.ndarray, truth: np.ndarray,
+    def add(self, rows: slice, members: np.ndarray, truth: np.ndarray,
             baselines: dict[str, np.ndarray]) -> None:
-        """Every other metric of these times (no random draws: safe in any thread)."""
-        pred = pred.astype(np.float64)
-        truth = truth.astype(np.float64)
-        valid = np.isfinite(truth) & np.isfinite(pred).all(axis=0)
-        space = (1, 2)
-        out = self.values
+        """The statistics of these times (no random draws: safe in any thread)."""
+        chunk = Chunk(members, truth, baselines, self.probability)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # NaN pixels are masked below
-            standard, fair = metrics.crps_ensemble_pair(pred, truth)
-            out["crps"][rows] = metrics.masked_mean(standard, valid, space)
-            out["crps_fair"][rows] = metrics.masked_mean(fair, valid, space)
-            error = pred.mean(axis=0) - truth
-            out["mae"][rows] = metrics.masked_mean(np.abs(error), valid, space)
-            out["mse"][rows] = metrics.masked_mean(error**2, valid, space)
-            out["bias"][rows] = metrics.masked_mean(error, valid, space)
-            out["var"][rows] = metrics.masked_mean(metrics.ensemble_variance(pred), valid, space)
-            if self.probability:  # the ensemble-mean probability against the 0/1 outcome
-                probability = pred.mean(axis=0)
-                out["brier"][rows] = metrics.masked_mean(
-                    metrics.brier_terms(probability, truth), valid, space)
-                counts, hits = metrics.reliability_counts(probability, truth, valid)
-                self.reliability += np.stack([counts, hits])
-            for name, base in baselines.items():
-                base_error = base.astype(np.float64) - truth
-                ok = np.isfinite(base_error)
-                out[f"{name}_mae"][rows] = metrics.masked_mean(np.abs(base_error), ok, space)
-                out[f"{name}_mse"][rows] = metrics.masked_mean(base_error**2, ok, space)
-                out[f"{name}_bias"][rows] = metrics.masked_mean(base_error, ok, space)
+            warnings.simplefilter("ignore", RuntimeWarning)  # NaN pixels are masked
+            for statistic, values in self.values.items():
+                found = statistic.compute(chunk)
+                if found is not None:
+                    values[rows] = found
+            if self.reliability is not None:
+                self.reliability.add(chunk)
 
-    def table(self, metric_names: list[str], groups: list[np.ndarray] = ()
+    def table(self, metric_list: list[Metric], groups: list[np.ndarray] = ()
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(metric, time) values, their time mean, and the time means over each of ``groups``
-        (time indices; ``(group, metric)``), in the order of ``metric_names``."""
+        (time indices; ``(group, metric)``), in the order of ``metric_list``."""
         v = self.values
-        table, means = self._summaries(metric_names, v)
-        grouped = np.stack([self._summaries(metric_names, {k: a[g] for k, a in v.items()})[1]
-                            for g in groups]) if len(groups) else np.zeros((0, len(means)))
-        return table, means, grouped
-
-    def _summaries(self, metric_names: list[str], v: dict[str, np.ndarray]
-                   ) -> tuple[np.ndarray, np.ndarray]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
-            mean = {k: np.nanmean(a) for k, a in v.items()}
-            per_time = {**v, "rmse": np.sqrt(v["mse"]), "spread": np.sqrt(v["var"])}
-            time_mean = {**mean, "rmse": np.sqrt(mean["mse"]), "spread": np.sqrt(mean["var"])}
-            for row in (per_time, time_mean):
-                row["spread_skill"] = metrics.spread_skill_ratio(row["spread"], row["rmse"],
-                                                                 self.m)
-                for key in [k for k in row if k.endswith("_mse")]:
-                    source = key[: -len("_mse")]
-                    row[f"{source}_rmse"] = np.sqrt(row[key])
-                    row[f"{source}_crps"] = row[f"{source}_mae"]  # deterministic CRPS = MAE
-        n_times = len(v["crps"])
-        nan = np.full(n_times, np.nan)
-        table = np.stack([per_time.get(k, nan) for k in metric_names])
-        means = np.array([time_mean.get(k, np.nan) for k in metric_names], dtype=np.float64)
-        return table, means
+            table = finalise(metric_list, v, self.n_members)
+            means = finalise(metric_list, {s: np.nanmean(a) for s, a in v.items()},
+                             self.n_members)
+            grouped = np.stack([
+                finalise(metric_list, {s: np.nanmean(a[g]) for s, a in v.items()},
+                         self.n_members) for g in groups]) if len(groups) else (
+                np.zeros((0, len(means))))
+        return table, means, grouped
 
 
-def _assemble(ds, names, acc, metric_names, times, n, regression, seed) -> xr.Dataset:
+def _assemble(ds, names, acc, metric_list, times, n, regression, seed) -> xr.Dataset:
     dim = sample_dim(ds)
-    coords = {"metric": np.array(metric_names, dtype=object), "rank": np.arange(n + 1)}
+    coords = {"metric": np.array([m.name for m in metric_list], dtype=object),
+              "rank": np.arange(n + 1)}
     if dim == "time":
         coords["time"] = ds["time"].values[times]
     else:
@@ -300,26 +285,18 @@ def _assemble(ds, names, acc, metric_names, times, n, regression, seed) -> xr.Da
     for var in names:
         attrs = {k: ds[f"truth_{var}"].attrs[k] for k in ("units", "long_name", "standard_name")
                  if k in ds[f"truth_{var}"].attrs}
-        table, means, per_lead = acc[var].table(metric_names, groups)
+        table, means, per_lead = acc[var].table(metric_list, groups)
         if leads is not None:
             out[f"{var}_lead_time_mean"] = (("lead_time", "metric"), per_lead, attrs)
-        if acc[var].probability:
-            counts, hits = acc[var].reliability
-            edges = np.linspace(0, 1, metrics.RELIABILITY_BINS + 1)
-            out.coords["probability_bin"] = ("probability_bin", (edges[:-1] + edges[1:]) / 2,
-                                             {"long_name": "centre of the forecast "
-                                              "probability bin"})
-            out[f"{var}_reliability_count"] = (("probability_bin",), counts.astype(np.int64), {
-                "long_name": "pixels forecast a probability in the bin"})
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[f"{var}_reliability_observed"] = (("probability_bin",), hits / counts, {
-                    "long_name": "observed frequency of the pixels of the bin"})
-        if np.isnan(table[0]).all():
+        reliability = acc[var].reliability
+        if reliability is not None:
+            out.coords.update(reliability.coords())
+            out.update(reliability.outputs(var))
+        if not acc[var].ranks.counts.any():
             logger.warning("%s: no finite truth/prediction pixel; its scores are NaN", var)
         out[var] = (("metric", dim), table, attrs)
         out[f"{var}_time_mean"] = (("metric",), means, attrs)
-        out[f"{var}_rank_histogram"] = ((dim, "rank"), acc[var].ranks,
-                                        {"long_name": f"rank of the truth among {n} members"})
+        out.update(acc[var].ranks.outputs(var, dim))
     out.attrs = {
         "title": "CorrDiff ensemble scores",
         "source_file": str(Path(ds.attrs["source_file"]).resolve()),
