@@ -27,6 +27,7 @@ import numpy as np
 
 from datasets import transforms
 from datasets.stats_file import RunningMoments, field_entry
+from helpers.infrastructure.atomic_write import atomic_path
 from helpers.infrastructure.cf_time import decode_times
 
 TIME_UNITS = "hours since 1970-01-01 00:00:00"
@@ -73,7 +74,7 @@ class HRRRMiniWriter:
         transformed values) and ``nonnegative``, recorded in the statistics; ``lead_time``:
         the inputs are forecasts, each sample's lead time (hours) goes to ``lead_time(time)``."""
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.name + ".partial")
+        self._atomic = atomic_path(self.path, ".partial")
         self.input_shape = tuple(input_shape)
         self.output_shape = tuple(output_shape)
         self.input_variables = list(input_variables)
@@ -94,6 +95,7 @@ class HRRRMiniWriter:
 
     def __enter__(self) -> HRRRMiniWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = self._atomic.__enter__()
         if self.invariants:
             grid = next(iter(self.invariants.values())).shape
         elif self.lat is not None:
@@ -209,7 +211,5 @@ class HRRRMiniWriter:
         if self._nc is not None:
             self._nc.close()
             self._nc = None
-        if exc_type is None:
-            os.replace(self.tmp_path, self.path)
-        else:
-            self.tmp_path.unlink(missing_ok=True)
+        # renamed into place on success, removed after an error (the exception propagates)
+        self._atomic.__exit__(exc_type, exc, tb)

@@ -1,3 +1,4 @@
+import datetime
 import json
 
 import netCDF4
@@ -215,3 +216,22 @@ def test_read_times_without_building_a_dataset(hrrr_mini_files, tmp_path):
     data_path, _, raw = hrrr_mini_files
     (tmp_path / "stats.json").unlink()  # no statistics needed to list the times
     assert read_times(data_path) == raw["times"]
+
+
+def test_writer_renames_into_place_only_when_the_block_succeeds(tmp_path):
+    from datasets.hrrrmini_format import HRRRMiniWriter
+
+    def write(path, fail: bool) -> None:
+        with HRRRMiniWriter(path, (2, 2), (8, 8), ["2t"], ["2t"], {}) as writer:
+            writer.append([datetime.datetime(2021, 1, 1)], np.zeros((1, 2), int),
+                          {"2t": np.ones((1, 2, 2))}, {"2t": np.ones((1, 8, 8))})
+            if fail:
+                raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        write(tmp_path / "a.nc", fail=True)
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+    write(tmp_path / "b.nc", fail=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["b.nc"]
+    with netCDF4.Dataset(tmp_path / "b.nc") as nc:
+        assert nc["output"]["2t"].shape == (1, 8, 8)

@@ -13,7 +13,6 @@ state file exists is always complete: a kill mid-write never leaves a corrupt la
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import torch
 
+from helpers.infrastructure.atomic_write import atomic_path
 from helpers.infrastructure.errors import CheckpointError
 from helpers.models.checkpoint_safety import check_mdlus, load_plain_state
 from helpers.models.facts import facts_path, write_facts
@@ -80,14 +80,12 @@ class CheckpointStore:
                 )
         self.directory.mkdir(parents=True, exist_ok=True)
         checkpoint = self.paths(samples)
-        tmp_model = checkpoint.model_path.with_name(f".{checkpoint.model_path.name}.tmp.mdlus")
-        model.save(str(tmp_model))
-        os.replace(tmp_model, checkpoint.model_path)
+        with atomic_path(checkpoint.model_path, ".tmp.mdlus") as temporary:
+            model.save(str(temporary))  # physicsnemo wants the .mdlus extension
         if facts is not None:
             write_facts(checkpoint.model_path, {**facts, "samples": samples})
-        tmp_state = checkpoint.state_path.with_name(f".{checkpoint.state_path.name}.tmp")
-        torch.save(state, tmp_state)
-        os.replace(tmp_state, checkpoint.state_path)
+        with atomic_path(checkpoint.state_path) as temporary:
+            torch.save(state, temporary)
         self.prune()
         return checkpoint
 
