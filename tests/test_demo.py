@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 def test_tiny_demo_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
-    command = [sys.executable, "-m", "demo", "--tiny", "--out", str(out), "--data",
+    command = [sys.executable, "demo.py", "--tiny", "--out", str(out), "--data",
                str(tmp_path / "data")]
     result = subprocess.run(command,
                             cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
