@@ -32,6 +32,9 @@ Writing a datapipe for another layout, step by step:
    per process (DataLoader workers each reopen files; open handles are never pickled).
 4. Change ``_read_fields``: how one sample's raw ``(C, h, w)`` coarse and ``(C, H, W)`` fine arrays
    are read for time index ``k``, in physical units (select levels, convert units, crop here).
+   ``read_raw`` puts them together (upsampled input, then invariants), still in physical
+   units; the base class z-scores them for training and hands them as they are to generation
+   and the preview, so values are never converted there and back.
 5. If channels have levels, build them as ``ChannelMetadata("t", level="850")`` in
    ``input_channels``/``output_channels``; static fields are ``auxiliary=True`` and come last.
 6. Statistics: pass ``stats_path`` (``{"input"|"output"|"invariant": {name: {"mean", "std"}}}``),
