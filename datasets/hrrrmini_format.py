@@ -194,14 +194,12 @@ class HRRRMiniWriter:
         for group, moments in self.moments.items():
             out[group] = {}
             for name, m in moments.items():
-                entry: dict = {"mean": m.mean, "std": m.std}
+                entry = m.entry()
                 extra = self._normalization(group, name)
                 if extra.get("transform", "none") != "none":
                     entry["transform"] = extra["transform"]
                 if "nonnegative" in extra:
                     entry["nonnegative"] = bool(extra["nonnegative"])
-                if m.missing:
-                    entry["missing_values"] = True
                 out[group][name] = {**entry, **self._attrs(group, name)}
         out["invariant"] = {name: {**field_entry(values), **self._attrs("invariant", name)}
                             for name, values in self.invariants.items()}

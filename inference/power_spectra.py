@@ -154,7 +154,6 @@ def file_spectra(path: str | Path, grid_spacing_km: float, detrend: str | None =
     ``({var: {(source, axis): (wavenumber, psd), "attrs": truth attrs}}, (H, W))`` with
     sources ``truth``, ``prediction`` (mean over members) and ``input`` where the variable is
     an input too, along axes ``x`` and ``y``."""
-    d = grid_spacing_km
     from inference.generated_file import (
         channels,
         field,
@@ -179,7 +178,7 @@ def file_spectra(path: str | Path, grid_spacing_km: float, detrend: str | None =
                 for source in sources:
                     values = field(ds, source, var).isel({dim: rows}).values
                     for axis, data in (("x", values), ("y", np.swapaxes(values, -1, -2))):
-                        freqs, total, count = spectrum_sum(data, d, detrend)
+                        freqs, total, count = spectrum_sum(data, grid_spacing_km, detrend)
                         old = acc[source, axis]
                         acc[source, axis] = (freqs, total, count) if old is None else (
                             freqs, old[1] + total, old[2] + count)
